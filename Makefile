@@ -1,0 +1,45 @@
+# Attune timer sensor — build, test and run.
+#
+#   make build   build the daemon (with the timer component embedded)
+#   make test    install what the build needs, then run every test
+#   make run     run the daemon in local mode on examples/rules.json (no servers needed)
+#   make check-example   try the `check` command on a Berlin weekday cron rule
+
+CARGO  ?= cargo
+PROFILE = --release
+BIN     = target/release/attune-core-timer-sensor
+
+.PHONY: all setup build test run check-example component fmt clippy clean
+
+all: build
+
+# What a fresh machine lacks: the wasm32-wasip2 target the component is built for.
+setup:
+	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+build: setup
+	$(CARGO) build $(PROFILE) --workspace
+
+# The default component on its own, for use with --component or the conformance runner.
+component: setup
+	$(CARGO) build --profile guest --target wasm32-wasip2 -p guest-timer
+	@echo "component: target/wasm32-wasip2/guest/guest_timer.wasm"
+
+test: setup
+	$(CARGO) test $(PROFILE) --workspace --no-fail-fast
+
+run: build
+	$(BIN) --rules examples/rules.json --log-format pretty
+
+check-example: build
+	$(BIN) check --trigger-ref core.crontimer \
+	  '{"expression":"0 30 9 * * MON-FRI","timezone":"Europe/Berlin"}' --count 5
+
+fmt:
+	$(CARGO) fmt --all
+
+clippy: setup
+	$(CARGO) clippy $(PROFILE) --workspace --all-targets
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,411 @@
+//! The component runtime: one engine, one compiled component, a pool of instances, and
+//! calls that are checked on the way in and on the way out.
+//!
+//! Every call takes an idle instance from the pool (or makes one from the pre-linked
+//! template, ~16 µs), runs under the CPU deadline and memory cap of [`Limits`], and puts the
+//! instance back. A call that traps or runs out of time fails alone: its instance is dropped
+//! (wasmtime refuses to re-enter a trapped instance) and the next call gets a fresh one.
+//! Nothing about a rule lives in an instance, so no rule is ever lost with one.
+
+mod bindings;
+mod component;
+mod types;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use wasmtime::{Config, Engine, Store, Trap};
+
+pub use bindings::WIT_PACKAGE_VERSION;
+pub use component::CompileCache;
+pub use types::{CallError, ComponentInfo, Fire, LoadError, Rule, RuleError, Schedule, TimerKind};
+
+use bindings::{from_wit_instant, to_wit_instant, wit, TimerComponent};
+use crate::policy::Limits;
+use crate::sandbox::SandboxCtx;
+
+/// The default timer component, built from `guest-timer/` and embedded in the binary.
+pub static EMBEDDED_COMPONENT: &[u8] = include_bytes!(env!("GUEST_TIMER_WASM"));
+
+/// Builds a [`TimerRuntime`].
+///
+/// Defaults: the embedded component, [`Limits::default`], and no compile cache.
+#[derive(Debug, Clone, Default)]
+pub struct TimerRuntimeBuilder {
+    limits: Limits,
+    cache: CompileCache,
+}
+
+impl TimerRuntimeBuilder {
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn cache(mut self, cache: CompileCache) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// Loads the embedded default component.
+    pub fn embedded(self) -> Result<TimerRuntime, LoadError> {
+        self.bytes(EMBEDDED_COMPONENT)
+    }
+
+    /// Loads the component in `path`.
+    pub fn file(self, path: impl AsRef<std::path::Path>) -> Result<TimerRuntime, LoadError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        self.bytes(&bytes)
+    }
+
+    /// Loads a component from its bytes.
+    pub fn bytes(self, bytes: &[u8]) -> Result<TimerRuntime, LoadError> {
+        TimerRuntime::load(bytes, self.limits, &self.cache)
+    }
+}
+
+/// A loaded timer component and the pool of instances that serve calls into it.
+/// Cheap to share: calls take `&self` and may come from many threads at once.
+pub struct TimerRuntime {
+    engine: Engine,
+    template: component::Loaded,
+    limits: Limits,
+    info: ComponentInfo,
+    /// Idle instances. A `Mutex<Vec>` is enough: it is held only to push or pop.
+    idle: Mutex<Vec<Instance>>,
+    /// Tells the epoch ticker thread to stop when the runtime is dropped.
+    ticker_stop: Arc<AtomicBool>,
+}
+
+/// One instance and the store it lives in.
+struct Instance {
+    store: Store<SandboxCtx>,
+    bindings: TimerComponent,
+    calls: u64,
+}
+
+impl TimerRuntime {
+    pub fn builder() -> TimerRuntimeBuilder {
+        TimerRuntimeBuilder::default()
+    }
+
+    /// The embedded component with default limits and no compile cache.
+    pub fn embedded() -> Result<Self, LoadError> {
+        Self::builder().embedded()
+    }
+
+    /// The component in `path` with default limits and no compile cache.
+    pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self, LoadError> {
+        Self::builder().file(path)
+    }
+
+    fn load(bytes: &[u8], limits: Limits, cache: &CompileCache) -> Result<Self, LoadError> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let template = component::load(&engine, bytes, cache)?;
+        let ticker_stop = spawn_epoch_ticker(&engine, limits.epoch_tick);
+        let mut runtime = Self {
+            engine,
+            template,
+            limits,
+            info: ComponentInfo {
+                name: String::new(),
+                version: String::new(),
+                trigger_refs: Vec::new(),
+                wit_version: String::new(),
+                content_hash: String::new(),
+            },
+            idle: Mutex::new(Vec::new()),
+            ticker_stop,
+        };
+        runtime.info = runtime.describe()?;
+        Ok(runtime)
+    }
+
+    fn describe(&self) -> Result<ComponentInfo, LoadError> {
+        let answer = self
+            .call("describe", |b, s| b.attune_timer_timer().call_describe(s))
+            .map_err(LoadError::Describe)?;
+        let max = self.limits.max_string_bytes;
+        let too_long = [&answer.name, &answer.version]
+            .into_iter()
+            .chain(answer.trigger_refs.iter())
+            .any(|s| s.len() > max);
+        if too_long || answer.trigger_refs.len() > 64 {
+            return Err(LoadError::BadDescription(format!(
+                "names over {max} bytes or more than 64 trigger refs"
+            )));
+        }
+        if answer.trigger_refs.is_empty() {
+            return Err(LoadError::BadDescription("it handles no trigger refs".into()));
+        }
+        Ok(ComponentInfo {
+            name: answer.name,
+            version: answer.version,
+            trigger_refs: answer.trigger_refs,
+            wit_version: self.template.wit_version.clone(),
+            content_hash: self.template.content_hash.clone(),
+        })
+    }
+
+    /// What the component says about itself, with its WIT version and content hash.
+    pub fn info(&self) -> &ComponentInfo {
+        &self.info
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Validates and normalizes a rule's params at `now`.
+    pub fn validate(&self, rule: &Rule, now: DateTime<Utc>) -> Result<Schedule, CallError> {
+        const FUNC: &str = "validate";
+        let wit_rule = wit::Rule {
+            id: rule.id,
+            ref_: rule.r#ref.clone(),
+            trigger_ref: rule.trigger_ref.clone(),
+            trigger_params: rule.trigger_params.to_string(),
+        };
+        let answer = self
+            .call(FUNC, |b, s| {
+                b.attune_timer_timer()
+                    .call_validate(s, &wit_rule, to_wit_instant(now))
+            })?
+            .map_err(rule_error)?;
+        self.check_string(FUNC, "trigger-ref", &answer.trigger_ref)?;
+        self.check_string(FUNC, "spec", &answer.spec)?;
+        self.check_string(FUNC, "timezone", &answer.timezone)?;
+        if answer.trigger_ref.is_empty() {
+            return Err(bad(FUNC, "empty trigger-ref"));
+        }
+        if !matches!(
+            serde_json::from_str::<serde_json::Value>(&answer.spec),
+            Ok(serde_json::Value::Object(_))
+        ) {
+            return Err(bad(FUNC, "spec is not the text of a JSON object"));
+        }
+        Ok(Schedule {
+            trigger_ref: answer.trigger_ref,
+            kind: match answer.kind {
+                wit::TimerKind::Interval => TimerKind::Interval,
+                wit::TimerKind::Cron => TimerKind::Cron,
+                wit::TimerKind::OneShot => TimerKind::OneShot,
+                wit::TimerKind::Rrule => TimerKind::Rrule,
+            },
+            spec: answer.spec,
+            timezone: answer.timezone,
+        })
+    }
+
+    /// The schedule's first fire strictly after `after`; `None` when it has ended.
+    pub fn next_fire(
+        &self,
+        schedule: &Schedule,
+        started_at: DateTime<Utc>,
+        after: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, CallError> {
+        const FUNC: &str = "next-fire";
+        let answer = self
+            .call(FUNC, |b, s| {
+                b.attune_timer_timer().call_next_fire(
+                    s,
+                    &schedule.spec,
+                    to_wit_instant(started_at),
+                    to_wit_instant(after),
+                )
+            })?
+            .map_err(rule_error)?;
+        let Some(instant) = answer else {
+            return Ok(None);
+        };
+        let next = from_wit_instant(instant)
+            .ok_or_else(|| bad(FUNC, "an instant out of range"))?;
+        if next <= after {
+            return Err(bad(
+                FUNC,
+                &format!("next fire {next} is not after {after}"),
+            ));
+        }
+        let horizon = chrono::Duration::from_std(self.limits.max_horizon)
+            .ok()
+            .and_then(|h| after.checked_add_signed(h));
+        if horizon.is_some_and(|h| next > h) {
+            return Err(bad(
+                FUNC,
+                &format!("next fire {next} lies absurdly far after {after}"),
+            ));
+        }
+        Ok(Some(next))
+    }
+
+    /// The event payload for one fire: always a JSON object within the size limit.
+    pub fn build_payload(
+        &self,
+        schedule: &Schedule,
+        fire: &Fire,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, CallError> {
+        const FUNC: &str = "build-payload";
+        let wit_fire = wit::Fire {
+            rule_id: fire.rule_id,
+            rule_ref: fire.rule_ref.clone(),
+            trigger_ref: fire.trigger_ref.clone(),
+            sensor_ref: fire.sensor_ref.clone(),
+            scheduled_at: to_wit_instant(fire.scheduled_at),
+            fired_at: to_wit_instant(fire.fired_at),
+            execution_count: fire.execution_count,
+            next_fire_at: fire.next_fire_at.map(to_wit_instant),
+        };
+        let text = self
+            .call(FUNC, |b, s| {
+                b.attune_timer_timer()
+                    .call_build_payload(s, &schedule.spec, &wit_fire)
+            })?
+            .map_err(rule_error)?;
+        if text.len() > self.limits.max_payload_bytes {
+            return Err(bad(
+                FUNC,
+                &format!(
+                    "payload of {} bytes exceeds the limit of {} bytes",
+                    text.len(),
+                    self.limits.max_payload_bytes
+                ),
+            ));
+        }
+        match serde_json::from_str(&text) {
+            Ok(serde_json::Value::Object(map)) => Ok(map),
+            _ => Err(bad(FUNC, "payload is not the text of a JSON object")),
+        }
+    }
+
+    fn check_string(&self, func: &'static str, what: &str, s: &str) -> Result<(), CallError> {
+        if s.len() > self.limits.max_string_bytes {
+            return Err(bad(
+                func,
+                &format!(
+                    "{what} of {} bytes exceeds the limit of {} bytes",
+                    s.len(),
+                    self.limits.max_string_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs one call on a pooled instance under the deadline; sorts out what went wrong.
+    fn call<R>(
+        &self,
+        func: &'static str,
+        f: impl FnOnce(&TimerComponent, &mut Store<SandboxCtx>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        let mut instance = match self.idle.lock().expect("pool lock").pop() {
+            Some(instance) => instance,
+            None => self.instantiate()?,
+        };
+        instance.store.set_epoch_deadline(self.limits.deadline_ticks());
+        let result = f(&instance.bindings, &mut instance.store);
+        instance.calls += 1;
+        match result {
+            Ok(value) => {
+                if instance.calls < self.limits.calls_per_instance {
+                    let mut idle = self.idle.lock().expect("pool lock");
+                    if idle.len() < self.limits.pool_size {
+                        idle.push(instance);
+                    }
+                }
+                Ok(value)
+            }
+            // The instance is poisoned after a trap: it is dropped here.
+            Err(e) => Err(self.classify(func, e)),
+        }
+    }
+
+    fn instantiate(&self) -> Result<Instance, CallError> {
+        let mut store = Store::new(&self.engine, SandboxCtx::new(&self.limits));
+        store.limiter(|ctx| &mut ctx.limits);
+        store.epoch_deadline_trap();
+        // Instantiation runs start functions: keep them under the deadline too.
+        store.set_epoch_deadline(self.limits.deadline_ticks());
+        let bindings = self
+            .template
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        Ok(Instance {
+            store,
+            bindings,
+            calls: 0,
+        })
+    }
+
+    fn classify(&self, func: &'static str, error: wasmtime::Error) -> CallError {
+        let text = format!("{error:#}");
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => CallError::Deadline {
+                func,
+                deadline_ms: self.limits.call_deadline.as_millis() as u64,
+            },
+            _ if text.contains("forcing trap when growing memory") => CallError::MemoryCap {
+                func,
+                cap_bytes: self.limits.max_memory_bytes,
+            },
+            _ => CallError::Trap { func, detail: text },
+        }
+    }
+}
+
+impl Drop for TimerRuntime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for TimerRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimerRuntime")
+            .field("info", &self.info)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Advances the engine's epoch every `tick` on a thread of its own (a blocked tokio worker
+/// must not be able to stop deadlines from expiring).
+fn spawn_epoch_ticker(engine: &Engine, tick: Duration) -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let weak = engine.weak();
+    let thread_stop = stop.clone();
+    std::thread::Builder::new()
+        .name("wasm-epoch".into())
+        .spawn(move || {
+            while !thread_stop.load(Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        })
+        .expect("spawn the epoch ticker thread");
+    stop
+}
+
+fn rule_error(e: wit::ParamError) -> CallError {
+    CallError::Rule(RuleError {
+        field: e.field,
+        message: e.message,
+    })
+}
+
+fn bad(func: &'static str, detail: &str) -> CallError {
+    CallError::BadAnswer {
+        func,
+        detail: detail.to_string(),
+    }
+}
