@@ -1,0 +1,426 @@
+//! Tests of the public API, as the host uses it.
+
+use super::*;
+use serde_json::{json, Value};
+
+fn utc(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn rule<'a>(trigger_ref: Option<&'a str>, params: &'a str) -> RuleInput<'a> {
+    RuleInput {
+        id: 7,
+        rule_ref: "examples.rule",
+        trigger_ref,
+        params,
+    }
+}
+
+fn validated(trigger_ref: Option<&str>, params: &str) -> Validated {
+    validate(&rule(trigger_ref, params), utc("2026-05-01T12:00:00Z"))
+        .unwrap_or_else(|e| panic!("{params}: {e}"))
+}
+
+fn fire<'a>(scheduled: &str, fired: &str, count: u64, next: Option<&str>) -> Fire<'a> {
+    Fire {
+        rule_id: 7,
+        rule_ref: "examples.rule",
+        trigger_ref: "core.timer",
+        sensor_ref: "core.timer_sensor",
+        scheduled_at: utc(scheduled),
+        fired_at: utc(fired),
+        execution_count: count,
+        next_fire_at: next.map(utc),
+    }
+}
+
+fn payload(spec: &str, fire: &Fire) -> Value {
+    let text = build_payload(spec, fire).unwrap();
+    let value: Value = serde_json::from_str(&text).unwrap();
+    assert!(value.is_object());
+    value
+}
+
+/// The payload's keys, in order.
+fn keys(spec: &str, fire: &Fire) -> Vec<String> {
+    let text = build_payload(spec, fire).unwrap();
+    let mut keys = Vec::new();
+    let mut de = serde_json::Deserializer::from_str(&text);
+    use serde::de::{Deserializer, MapAccess, Visitor};
+    struct Keys<'k>(&'k mut Vec<String>);
+    impl<'de> Visitor<'de> for Keys<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some((k, _)) = map.next_entry::<String, serde::de::IgnoredAny>()? {
+                self.0.push(k);
+            }
+            Ok(())
+        }
+    }
+    de.deserialize_map(Keys(&mut keys)).unwrap();
+    keys
+}
+
+#[test]
+fn describe_names_the_component() {
+    let info = describe();
+    assert_eq!(info.name, "attune-timer-rust");
+    assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        info.trigger_refs,
+        [
+            "core.intervaltimer",
+            "core.crontimer",
+            "core.datetimetimer",
+            "core.rruletimer",
+            "core.timer"
+        ]
+    );
+}
+
+#[test]
+fn validate_reports_ref_kind_spec_and_zone() {
+    let v = validated(
+        Some("core.crontimer"),
+        r#"{"expression":"0 30 9 * * MON-FRI","timezone":"Europe/Berlin"}"#,
+    );
+    assert_eq!(
+        v,
+        Validated {
+            trigger_ref: "core.crontimer".into(),
+            kind: TimerKind::Cron,
+            spec: r#"{"kind":"cron","expression":"0 30 9 * * MON-FRI","timezone":"Europe/Berlin"}"#
+                .into(),
+            timezone: "Europe/Berlin".into(),
+        }
+    );
+    let v = validated(None, r#"{"interval":5,"unit":"minutes"}"#);
+    assert_eq!(
+        (v.trigger_ref.as_str(), v.kind, v.timezone.as_str()),
+        ("core.intervaltimer", TimerKind::Interval, "UTC")
+    );
+    let v = validated(
+        Some("core.timer"),
+        r#"{"type":"datetime","fire_at":"2026-06-01T09:00:00","timezone":"Australia/Sydney"}"#,
+    );
+    assert_eq!(
+        (v.trigger_ref.as_str(), v.kind, v.timezone.as_str()),
+        ("core.timer", TimerKind::OneShot, "Australia/Sydney")
+    );
+    let v = validated(
+        None,
+        r#"{"rule":"FREQ=DAILY","dtstart":"2026-01-01T09:00:00","timezone":"America/New_York"}"#,
+    );
+    assert_eq!(
+        (v.trigger_ref.as_str(), v.kind, v.timezone.as_str()),
+        ("core.rruletimer", TimerKind::Rrule, "America/New_York")
+    );
+}
+
+#[test]
+fn specs_from_validate_round_trip_and_revalidate() {
+    let rules = [
+        (Some("core.intervaltimer"), r#"{"interval":90}"#),
+        (
+            Some("core.crontimer"),
+            r#"{"expression":"0 0 L * *","timezone":"Europe/Berlin"}"#,
+        ),
+        (Some("core.crontimer"), r#"{"day_of_week":"0-4","hour":9}"#),
+        (
+            Some("core.datetimetimer"),
+            r#"{"fire_at":"2026-06-01T09:00:00.123456789+02:00"}"#,
+        ),
+        (
+            Some("core.rruletimer"),
+            r#"{"freq":"weekly","by_day":["MO"],"dtstart":"2026-01-05T09:00:00","timezone":"Europe/Berlin"}"#,
+        ),
+        (
+            Some("core.rruletimer"),
+            r#"{"rule":"FREQ=MINUTELY;INTERVAL=15;BYHOUR=9","dtstart":"2026-01-05T09:00:00Z"}"#,
+        ),
+    ];
+    for (r, params) in rules {
+        let v = validated(r, params);
+        let parsed = TimerSpec::from_json(&v.spec).unwrap();
+        assert_eq!(parsed.to_json(), v.spec);
+        assert_eq!(parsed.kind(), v.kind);
+        assert_eq!(parsed.timezone(), v.timezone);
+        // Validating again gives the same spec.
+        assert_eq!(validated(r, params).spec, v.spec);
+    }
+}
+
+#[test]
+fn next_fire_for_each_kind() {
+    let start = utc("2026-05-01T12:00:00Z");
+    let v = validated(None, r#"{"interval":10}"#);
+    assert_eq!(
+        next_fire(&v.spec, start, start).unwrap(),
+        Some(utc("2026-05-01T12:00:10Z"))
+    );
+    assert_eq!(
+        next_fire(&v.spec, start, utc("2026-05-01T12:00:10Z")).unwrap(),
+        Some(utc("2026-05-01T12:00:20Z"))
+    );
+
+    let v = validated(
+        None,
+        r#"{"expression":"0 0 9 * * *","timezone":"America/New_York"}"#,
+    );
+    assert_eq!(
+        next_fire(&v.spec, start, start).unwrap(),
+        Some(utc("2026-05-01T13:00:00Z"))
+    );
+
+    let v = validated(None, r#"{"fire_at":"2026-05-01T13:00:00Z"}"#);
+    assert_eq!(
+        next_fire(&v.spec, start, start).unwrap(),
+        Some(utc("2026-05-01T13:00:00Z"))
+    );
+    assert_eq!(
+        next_fire(&v.spec, start, utc("2026-05-01T13:00:00Z")).unwrap(),
+        None
+    );
+
+    let v = validated(
+        None,
+        r#"{"freq":"hourly","count":20,"dtstart":"2026-05-01T00:00:00Z"}"#,
+    );
+    assert_eq!(
+        next_fire(&v.spec, start, start).unwrap(),
+        Some(utc("2026-05-01T13:00:00Z"))
+    );
+    assert_eq!(
+        next_fire(&v.spec, start, utc("2026-05-01T19:00:00Z")).unwrap(),
+        None
+    );
+}
+
+#[test]
+fn garbage_spec_text_is_a_param_error() {
+    let start = utc("2026-05-01T12:00:00Z");
+    for spec in [
+        "",
+        "{",
+        "[]",
+        r#"{"kind":"cron"}"#,
+        r#"{"kind":"interval","interval_seconds":0}"#,
+        "\u{0}",
+    ] {
+        let err = next_fire(spec, start, start).unwrap_err();
+        assert!(!err.message.is_empty());
+        assert!(build_payload(
+            spec,
+            &fire("2026-05-01T12:00:00Z", "2026-05-01T12:00:00Z", 1, None)
+        )
+        .is_err());
+    }
+}
+
+#[test]
+fn interval_payload() {
+    let spec = validated(
+        Some("core.intervaltimer"),
+        r#"{"interval":5,"unit":"minutes"}"#,
+    )
+    .spec;
+    let f = fire(
+        "2026-05-01T12:05:00Z",
+        "2026-05-01T12:05:00.012Z",
+        3,
+        Some("2026-05-01T12:10:00Z"),
+    );
+    assert_eq!(
+        payload(&spec, &f),
+        json!({
+            "type": "interval",
+            "interval_seconds": 300,
+            "fired_at": "2026-05-01T12:05:00.012Z",
+            "execution_count": 3,
+            "sensor_ref": "core.timer_sensor"
+        })
+    );
+    assert_eq!(
+        keys(&spec, &f),
+        [
+            "type",
+            "interval_seconds",
+            "fired_at",
+            "execution_count",
+            "sensor_ref"
+        ]
+    );
+}
+
+#[test]
+fn cron_payload() {
+    let spec = validated(
+        Some("core.crontimer"),
+        r#"{"expression":" 0 30 9 * * mon-fri ","timezone":"Europe/Berlin"}"#,
+    )
+    .spec;
+    let f = fire(
+        "2026-05-04T07:30:00Z",
+        "2026-05-04T07:30:01.5Z",
+        1,
+        Some("2026-05-05T07:30:00Z"),
+    );
+    assert_eq!(
+        payload(&spec, &f),
+        json!({
+            "type": "cron",
+            "fired_at": "2026-05-04T07:30:01.500Z",
+            "scheduled_at": "2026-05-04T07:30:00Z",
+            "expression": "0 30 9 * * mon-fri",
+            "timezone": "Europe/Berlin",
+            "next_fire_at": "2026-05-05T07:30:00Z",
+            "execution_count": 1,
+            "sensor_ref": "core.timer_sensor"
+        })
+    );
+    assert_eq!(
+        keys(&spec, &f),
+        [
+            "type",
+            "fired_at",
+            "scheduled_at",
+            "expression",
+            "timezone",
+            "next_fire_at",
+            "execution_count",
+            "sensor_ref"
+        ]
+    );
+    // No next fire: the platform's "unknown".
+    let f = fire("2026-05-04T07:30:00Z", "2026-05-04T07:30:00Z", 2, None);
+    assert_eq!(payload(&spec, &f)["next_fire_at"], "unknown");
+}
+
+#[test]
+fn one_shot_payload() {
+    let spec = validated(
+        Some("core.datetimetimer"),
+        r#"{"fire_at":"2026-06-01T09:00:00","timezone":"Europe/Berlin"}"#,
+    )
+    .spec;
+    let f = fire(
+        "2026-06-01T07:00:00Z",
+        "2026-06-01T07:00:01.234567Z",
+        1,
+        None,
+    );
+    assert_eq!(
+        payload(&spec, &f),
+        json!({
+            "type": "one_shot",
+            "fire_at": "2026-06-01T07:00:00Z",
+            "fired_at": "2026-06-01T07:00:01.234567Z",
+            "timezone": "Europe/Berlin",
+            "delay_ms": 1234,
+            "sensor_ref": "core.timer_sensor"
+        })
+    );
+    assert_eq!(
+        keys(&spec, &f),
+        [
+            "type",
+            "fire_at",
+            "fired_at",
+            "timezone",
+            "delay_ms",
+            "sensor_ref"
+        ]
+    );
+    // Fired early (host clock skew): never a negative delay.
+    let f = fire("2026-06-01T07:00:00Z", "2026-06-01T06:59:59Z", 1, None);
+    assert_eq!(payload(&spec, &f)["delay_ms"], 0);
+}
+
+#[test]
+fn rrule_payload() {
+    let spec = validated(
+        Some("core.rruletimer"),
+        r#"{"rule":"FREQ=DAILY","dtstart":"2026-01-01T09:00:00Z"}"#,
+    )
+    .spec;
+    let f = fire(
+        "2026-05-02T09:00:00Z",
+        "2026-05-02T09:00:02Z",
+        12,
+        Some("2026-05-03T09:00:00Z"),
+    );
+    assert_eq!(
+        payload(&spec, &f),
+        json!({
+            "type": "rrule",
+            "fired_at": "2026-05-02T09:00:02Z",
+            "scheduled_at": "2026-05-02T09:00:00Z",
+            "delay_ms": 2000,
+            "execution_count": 12,
+            "sensor_ref": "core.timer_sensor"
+        })
+    );
+    assert_eq!(
+        keys(&spec, &f),
+        [
+            "type",
+            "fired_at",
+            "scheduled_at",
+            "delay_ms",
+            "execution_count",
+            "sensor_ref"
+        ]
+    );
+}
+
+#[test]
+fn payload_type_follows_the_kind_under_core_timer() {
+    let cases = [
+        (r#"{"type":"interval","interval":5}"#, "interval"),
+        (r#"{"type":"cron","expression":"* * * * *"}"#, "cron"),
+        (
+            r#"{"type":"date_time","fire_at":"2026-06-01T00:00:00Z"}"#,
+            "one_shot",
+        ),
+        (
+            r#"{"type":"rrule","freq":"daily","dtstart":"2026-01-01T00:00:00Z"}"#,
+            "rrule",
+        ),
+    ];
+    for (params, kind) in cases {
+        let v = validated(Some("core.timer"), params);
+        assert_eq!(v.trigger_ref, "core.timer");
+        let f = fire("2026-06-01T00:00:00Z", "2026-06-01T00:00:00Z", 1, None);
+        assert_eq!(payload(&v.spec, &f)["type"], kind, "{params}");
+    }
+}
+
+#[test]
+fn next_fire_is_strictly_after_for_many_instants() {
+    let specs = [
+        validated(None, r#"{"interval":7}"#).spec,
+        validated(None, r#"{"expression":"*/3 * * * * *"}"#).spec,
+        validated(None, r#"{"expression":"0 0 2 * * *","timezone":"Europe/Berlin"}"#).spec,
+        validated(None, r#"{"freq":"secondly","interval":5,"dtstart":"2026-01-01T00:00:00Z"}"#).spec,
+        validated(None, r#"{"freq":"daily","by_hour":[2],"dtstart":"2026-01-01T00:00:00Z","timezone":"Europe/Berlin"}"#).spec,
+    ];
+    let start = utc("2026-03-28T00:00:00.5Z");
+    for spec in &specs {
+        let mut at = start;
+        for _ in 0..50 {
+            let next = next_fire(spec, start, at).unwrap().unwrap();
+            assert!(next > at, "{spec}: {next} after {at}");
+            at = next;
+        }
+        // Nanosecond boundaries.
+        let next = next_fire(spec, start, at - chrono::Duration::nanoseconds(1))
+            .unwrap()
+            .unwrap();
+        assert_eq!(next, at, "{spec}");
+    }
+}
