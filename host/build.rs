@@ -7,14 +7,21 @@ mod wasm_component;
 
 fn main() {
     let root = wasm_component::workspace_root();
-    println!("cargo:rustc-env=WASMTIME_VERSION={}", wasmtime_version(&root));
+    println!(
+        "cargo:rustc-env=WASMTIME_VERSION={}",
+        wasmtime_version(&root)
+    );
     println!("cargo:rerun-if-env-changed=ATTUNE_GUEST_WASM");
     let wasm = match std::env::var("ATTUNE_GUEST_WASM") {
         Ok(prebuilt) => {
             println!("cargo:rerun-if-changed={prebuilt}");
             prebuilt.into()
         }
-        Err(_) => wasm_component::build(&root, "guest-timer", &["guest-timer/src", "guest-timer/Cargo.toml"]),
+        Err(_) => wasm_component::build(
+            &root,
+            "guest-timer",
+            &["guest-timer/src", "guest-timer/Cargo.toml"],
+        ),
     };
     println!("cargo:rustc-env=GUEST_TIMER_WASM={}", wasm.display());
 }

@@ -28,7 +28,15 @@ pub fn build(root: &Path, package: &str, watch: &[&str]) -> PathBuf {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
-        .args(["build", "--profile", "guest", "--target", "wasm32-wasip2", "-p", package])
+        .args([
+            "build",
+            "--profile",
+            "guest",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            package,
+        ])
         .arg("--target-dir")
         .arg(&target_dir);
     if env::var_os("CARGO_NET_OFFLINE").is_some() {

@@ -9,7 +9,10 @@ fn check(args: &[&str]) -> Output {
         .arg("check")
         .args(args)
         // Keep the user's cache out of it.
-        .env("XDG_CACHE_HOME", std::env::temp_dir().join("attune-check-cli-test"))
+        .env(
+            "XDG_CACHE_HOME",
+            std::env::temp_dir().join("attune-check-cli-test"),
+        )
         .env_remove("ATTUNE_TIMER_COMPONENT")
         .env_remove("ATTUNE_SENSOR_REF")
         .output()
@@ -41,7 +44,11 @@ fn berlin_weekday_cron_across_the_march_dst_change() {
         "2026-03-26T12:00:00Z",
         "--json",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report = stdout_json(&out);
     assert_eq!(report["trigger_ref"], "core.crontimer");
     assert_eq!(report["schedule"]["timezone"], "Europe/Berlin");
@@ -76,11 +83,21 @@ fn human_output_shows_utc_and_the_rules_zone() {
         "--now",
         "2026-03-26T12:00:00Z",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("2026-03-27T08:30:00Z"), "{text}");
-    assert!(text.contains("2026-03-27 09:30:00 CET (+01:00) Fri"), "{text}");
-    assert!(text.contains("2026-03-30 09:30:00 CEST (+02:00) Mon"), "{text}");
+    assert!(
+        text.contains("2026-03-27 09:30:00 CET (+01:00) Fri"),
+        "{text}"
+    );
+    assert!(
+        text.contains("2026-03-30 09:30:00 CEST (+02:00) Mon"),
+        "{text}"
+    );
     assert!(text.contains("Payload of the first fire"), "{text}");
 }
 
@@ -96,7 +113,11 @@ fn a_schedule_that_ends_lists_fewer_fires() {
         "2026-04-01T00:00:00Z",
         "--json",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report = stdout_json(&out);
     assert_eq!(report["next_fires"], json!(["2026-05-01T08:00:00Z"]));
     assert_eq!(report["payload"]["type"], "one_shot");
@@ -126,7 +147,11 @@ fn refused_params_exit_2_with_the_field_named() {
     let report = stdout_json(&out);
     assert_eq!(report["error"]["field"], Value::Null);
 
-    let out = check(&["--trigger-ref", "core.crontimer", r#"{"expression":"61 * * * *"}"#]);
+    let out = check(&[
+        "--trigger-ref",
+        "core.crontimer",
+        r#"{"expression":"61 * * * *"}"#,
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("expression"), "{stderr}");
@@ -134,7 +159,11 @@ fn refused_params_exit_2_with_the_field_named() {
 
 #[test]
 fn a_component_that_cannot_load_exits_1_with_the_reason() {
-    let out = check(&["--component", "/nonexistent/timer.wasm", r#"{"interval":5}"#]);
+    let out = check(&[
+        "--component",
+        "/nonexistent/timer.wasm",
+        r#"{"interval":5}"#,
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/nonexistent/timer.wasm"), "{stderr}");
@@ -142,8 +171,19 @@ fn a_component_that_cannot_load_exits_1_with_the_reason() {
 
 #[test]
 fn the_kind_is_inferred_when_no_trigger_ref_is_given() {
-    let out = check(&[r#"{"interval":90}"#, "--now", "2026-01-01T00:00:00Z", "--count", "2", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = check(&[
+        r#"{"interval":90}"#,
+        "--now",
+        "2026-01-01T00:00:00Z",
+        "--count",
+        "2",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report = stdout_json(&out);
     assert_eq!(report["trigger_ref"], "core.intervaltimer");
     assert_eq!(

@@ -73,7 +73,12 @@ impl CompileCache {
         )))
     }
 
-    fn compile(&self, engine: &Engine, bytes: &[u8], content_hash: &str) -> Result<Component, LoadError> {
+    fn compile(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        content_hash: &str,
+    ) -> Result<Component, LoadError> {
         let entry = self.entry(engine, content_hash);
         if let Some(path) = &entry {
             if let Ok(compiled) = std::fs::read(path) {
@@ -122,7 +127,11 @@ pub(crate) fn content_hash(bytes: &[u8]) -> String {
 }
 
 /// Compiles (or loads from cache), checks and links a component.
-pub(crate) fn load(engine: &Engine, bytes: &[u8], cache: &CompileCache) -> Result<Loaded, LoadError> {
+pub(crate) fn load(
+    engine: &Engine,
+    bytes: &[u8],
+    cache: &CompileCache,
+) -> Result<Loaded, LoadError> {
     let content_hash = content_hash(bytes);
     let component = cache.compile(engine, bytes, &content_hash)?;
     let ty = component.component_type();
@@ -143,7 +152,8 @@ pub(crate) fn load(engine: &Engine, bytes: &[u8], cache: &CompileCache) -> Resul
     let instance_pre = linker
         .instantiate_pre(&component)
         .map_err(|e| LoadError::Link(format!("{e:#}")))?;
-    let pre = TimerComponentPre::new(instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+    let pre =
+        TimerComponentPre::new(instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
     Ok(Loaded {
         pre,
         content_hash,
@@ -155,7 +165,10 @@ pub(crate) fn load(engine: &Engine, bytes: &[u8], cache: &CompileCache) -> Resul
 fn check_exports<'a>(exports: impl Iterator<Item = &'a str>) -> Result<String, LoadError> {
     let exports: Vec<&str> = exports.collect();
     let prefix = format!("{TIMER_INTERFACE}@");
-    let Some(found) = exports.iter().find_map(|name| name.strip_prefix(prefix.as_str())) else {
+    let Some(found) = exports
+        .iter()
+        .find_map(|name| name.strip_prefix(prefix.as_str()))
+    else {
         return Err(LoadError::NotATimer {
             exports: if exports.is_empty() {
                 "nothing".into()

@@ -22,9 +22,9 @@ pub use bindings::WIT_PACKAGE_VERSION;
 pub use component::CompileCache;
 pub use types::{CallError, ComponentInfo, Fire, LoadError, Rule, RuleError, Schedule, TimerKind};
 
-use bindings::{from_wit_instant, to_wit_instant, wit, TimerComponent};
 use crate::policy::Limits;
 use crate::sandbox::SandboxCtx;
+use bindings::{from_wit_instant, to_wit_instant, wit, TimerComponent};
 
 /// The default timer component, built from `guest-timer/` and embedded in the binary.
 pub static EMBEDDED_COMPONENT: &[u8] = include_bytes!(env!("GUEST_TIMER_WASM"));
@@ -144,7 +144,9 @@ impl TimerRuntime {
             )));
         }
         if answer.trigger_refs.is_empty() {
-            return Err(LoadError::BadDescription("it handles no trigger refs".into()));
+            return Err(LoadError::BadDescription(
+                "it handles no trigger refs".into(),
+            ));
         }
         Ok(ComponentInfo {
             name: answer.name,
@@ -225,13 +227,9 @@ impl TimerRuntime {
         let Some(instant) = answer else {
             return Ok(None);
         };
-        let next = from_wit_instant(instant)
-            .ok_or_else(|| bad(FUNC, "an instant out of range"))?;
+        let next = from_wit_instant(instant).ok_or_else(|| bad(FUNC, "an instant out of range"))?;
         if next <= after {
-            return Err(bad(
-                FUNC,
-                &format!("next fire {next} is not after {after}"),
-            ));
+            return Err(bad(FUNC, &format!("next fire {next} is not after {after}")));
         }
         let horizon = chrono::Duration::from_std(self.limits.max_horizon)
             .ok()
@@ -308,7 +306,9 @@ impl TimerRuntime {
             Some(instance) => instance,
             None => self.instantiate()?,
         };
-        instance.store.set_epoch_deadline(self.limits.deadline_ticks());
+        instance
+            .store
+            .set_epoch_deadline(self.limits.deadline_ticks());
         let result = f(&instance.bindings, &mut instance.store);
         instance.calls += 1;
         match result {

@@ -91,10 +91,16 @@ pub enum CallError {
     Rule(#[from] RuleError),
     /// The call ran past its CPU deadline and was interrupted.
     #[error("component call `{func}` exceeded its CPU deadline of {deadline_ms} ms")]
-    Deadline { func: &'static str, deadline_ms: u64 },
+    Deadline {
+        func: &'static str,
+        deadline_ms: u64,
+    },
     /// The instance tried to grow its memory past the cap.
     #[error("component call `{func}` exceeded the memory cap of {cap_bytes} bytes")]
-    MemoryCap { func: &'static str, cap_bytes: usize },
+    MemoryCap {
+        func: &'static str,
+        cap_bytes: usize,
+    },
     /// The call trapped (a panic, an abort, invalid data across the boundary...).
     #[error("component call `{func}` trapped: {detail}")]
     Trap { func: &'static str, detail: String },

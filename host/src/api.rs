@@ -1,0 +1,565 @@
+//! The Attune API client (contract §1.2–§1.3(d), §1.8, §1.9, §2): health, the rules
+//! listing, event creation and token renewal.
+//!
+//! One `reqwest` client (rustls, keep-alive, a request timeout — 30 s by default — and no
+//! redirects, so the token never follows one) is shared by every clone. The token lives in a
+//! [`TokenHandle`]; a 401 on the rules listing or on event creation, while the token has not
+//! expired, renews it once and retries once. Errors and logs name the API's origin only —
+//! never a token, a path, a query or a response body.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::event::Event;
+use crate::logging::url_for_log;
+use crate::token::{unix_now, TokenHandle};
+
+/// The platform's client timeout.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Page size of the rules listing (the API's maximum).
+pub const RULES_PAGE_SIZE: u32 = 100;
+/// Stop following `has_next` after this many pages (1,000,000 rules).
+const MAX_RULE_PAGES: u32 = 10_000;
+
+/// One rule from `GET /api/v1/rules` (the five fields the sensor needs; others ignored).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RuleRecord {
+    pub id: i64,
+    pub r#ref: String,
+    pub trigger_ref: String,
+    pub trigger_params: Value,
+    pub enabled: bool,
+}
+
+/// A failed API call. `Display` names the operation and the API's origin, never a token, a
+/// path, a query or a response body.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// The API URL is unusable.
+    #[error("Invalid Attune API URL: {0}")]
+    InvalidUrl(&'static str),
+    /// The HTTP client could not be built.
+    #[error("Failed to build the HTTP client: {0}")]
+    Client(String),
+    /// No response: connection refused or reset, DNS, TLS, or the request timed out.
+    #[error("Failed to {operation} at {origin}: {detail}")]
+    Transport {
+        operation: String,
+        origin: String,
+        detail: String,
+        timeout: bool,
+        connect: bool,
+    },
+    /// A non-success status.
+    #[error("Failed to {operation} at {origin}: {}", status_text(*status))]
+    Status {
+        operation: String,
+        origin: String,
+        status: u16,
+        /// `Retry-After` (seconds form) on a 429 or 503.
+        retry_after: Option<Duration>,
+    },
+    /// 403 on event creation.
+    #[error("Insufficient permissions to create event for trigger type '{trigger_ref}' (at {origin}); this sensor token may not be authorized for this trigger type")]
+    Forbidden { origin: String, trigger_ref: String },
+    /// 401 that was not (or could not be) cured by renewing the token.
+    #[error("Failed to {operation} at {origin}: 401 Unauthorized ({reason})")]
+    Unauthorized {
+        operation: String,
+        origin: String,
+        reason: String,
+    },
+    /// A success status with a body that is not what the contract says.
+    #[error("Failed to {operation} at {origin}: unexpected response body ({detail})")]
+    Decode {
+        operation: String,
+        origin: String,
+        detail: String,
+    },
+}
+
+fn status_text(status: u16) -> String {
+    match StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+    {
+        Some(reason) => format!("{status} {reason}"),
+        None => status.to_string(),
+    }
+}
+
+impl ApiError {
+    /// The HTTP status behind the error, if there was a response.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Status { status, .. } => Some(*status),
+            ApiError::Forbidden { .. } => Some(403),
+            ApiError::Unauthorized { .. } => Some(401),
+            _ => None,
+        }
+    }
+
+    /// Worth retrying: no response (connect error, timeout, reset), 5xx, 429 or 408.
+    /// Never 400/401/403/404/422 nor a malformed success.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ApiError::Transport { .. } => true,
+            ApiError::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+            _ => false,
+        }
+    }
+
+    /// The server's `Retry-After`, when it gave one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The request timed out (it may have reached the server).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, ApiError::Transport { timeout: true, .. })
+    }
+}
+
+#[derive(Deserialize)]
+struct RulesPage {
+    #[serde(alias = "data")]
+    items: Vec<RuleRecord>,
+    #[serde(default)]
+    pagination: Option<Pagination>,
+}
+
+#[derive(Deserialize)]
+struct Pagination {
+    #[serde(default)]
+    has_next: bool,
+}
+
+#[derive(Deserialize)]
+struct DataEnvelope<T> {
+    data: T,
+}
+
+#[derive(Deserialize)]
+struct CreatedEvent {
+    id: i64,
+}
+
+#[derive(Deserialize)]
+struct IssuedToken {
+    token: String,
+    #[serde(default)]
+    expires_at: Option<String>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    /// The API URL without a trailing `/` (it may have a path prefix).
+    base: String,
+    origin: String,
+    token: TokenHandle,
+    /// Serialises renewals so that concurrent 401s renew once.
+    renew_lock: tokio::sync::Mutex<()>,
+}
+
+/// The Attune API client. Clones share the connection pool and the token.
+#[derive(Clone)]
+pub struct ApiClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("origin", &self.inner.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiClient {
+    /// A client for the API at `api_url` (trailing `/` trimmed), with `token` and a per-request
+    /// timeout.
+    pub fn new(
+        api_url: &str,
+        token: TokenHandle,
+        request_timeout: Duration,
+    ) -> Result<ApiClient, ApiError> {
+        let base = api_url.trim().trim_end_matches('/').to_string();
+        let parsed = url::Url::parse(&base).map_err(|_| ApiError::InvalidUrl("not a URL"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(ApiError::InvalidUrl("the scheme must be http or https"));
+        }
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err(ApiError::InvalidUrl("it has no host"));
+        }
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(ApiError::InvalidUrl("it must not have a query or fragment"));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(request_timeout)
+            .connect_timeout(request_timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_keepalive(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!(
+                "attune-core-timer-sensor/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build()
+            .map_err(|e| ApiError::Client(error_chain(&e.without_url())))?;
+        Ok(ApiClient {
+            inner: Arc::new(Inner {
+                http,
+                origin: url_for_log(&base),
+                base,
+                token,
+                renew_lock: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    /// The API's origin (`scheme://host[:port]`), the only part of its URL that is logged.
+    pub fn origin(&self) -> &str {
+        &self.inner.origin
+    }
+
+    /// The token this client sends.
+    pub fn token(&self) -> &TokenHandle {
+        &self.inner.token
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.inner.base, path)
+    }
+
+    fn transport_error(&self, operation: &str, e: reqwest::Error) -> ApiError {
+        let timeout = e.is_timeout();
+        let connect = e.is_connect();
+        let detail = if timeout {
+            "the request timed out".to_string()
+        } else {
+            error_chain(&e.without_url())
+        };
+        ApiError::Transport {
+            operation: operation.to_string(),
+            origin: self.inner.origin.clone(),
+            detail,
+            timeout,
+            connect,
+        }
+    }
+
+    fn status_error(&self, operation: &str, resp: &Response) -> ApiError {
+        let status = resp.status().as_u16();
+        let retry_after = if status == 429 || status == 503 {
+            resp.headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs)
+        } else {
+            None
+        };
+        ApiError::Status {
+            operation: operation.to_string(),
+            origin: self.inner.origin.clone(),
+            status,
+            retry_after,
+        }
+    }
+
+    fn decode_error(&self, operation: &str, detail: String) -> ApiError {
+        ApiError::Decode {
+            operation: operation.to_string(),
+            origin: self.inner.origin.clone(),
+            detail,
+        }
+    }
+
+    /// `GET {api}/health`, without auth. Any 2xx is healthy.
+    pub async fn health(&self) -> Result<(), ApiError> {
+        const OP: &str = "check API health";
+        let resp = self
+            .inner
+            .http
+            .get(self.url("/health"))
+            .send()
+            .await
+            .map_err(|e| self.transport_error(OP, e))?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.status_error(OP, &resp))
+        }
+    }
+
+    /// Sends a Bearer request; on a 401 with a token that has not expired, renews the token
+    /// once and sends the request once more. Returns whatever response came last.
+    async fn send_authed(
+        &self,
+        operation: &str,
+        make: impl Fn() -> RequestBuilder,
+    ) -> Result<Response, ApiError> {
+        let generation = self.inner.token.generation();
+        let resp = make()
+            .bearer_auth(self.inner.token.current())
+            .send()
+            .await
+            .map_err(|e| self.transport_error(operation, e))?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        drop(resp);
+        let unauthorized = |reason: String| ApiError::Unauthorized {
+            operation: operation.to_string(),
+            origin: self.inner.origin.clone(),
+            reason,
+        };
+        let token = &self.inner.token;
+        if token.generation() == generation && !token.is_unexpired_at(unix_now()) {
+            let reason = if token.expires_at().is_some() {
+                "Token expired; not renewing it"
+            } else {
+                "the token's expiry is unknown; not renewing it"
+            };
+            return Err(unauthorized(reason.to_string()));
+        }
+        tracing::info!(api = %self.inner.origin, "API answered 401 Unauthorized; renewing the sensor token and retrying once");
+        self.renew_unless_renewed_since(generation)
+            .await
+            .map_err(|e| unauthorized(format!("token renewal failed: {e}")))?;
+        let resp = make()
+            .bearer_auth(self.inner.token.current())
+            .send()
+            .await
+            .map_err(|e| self.transport_error(operation, e))?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            return Err(unauthorized(
+                "still refused after renewing the token".into(),
+            ));
+        }
+        Ok(resp)
+    }
+
+    /// Renews the token unless someone else already replaced the one of `generation`.
+    async fn renew_unless_renewed_since(&self, generation: u64) -> Result<(), ApiError> {
+        let _guard = self.inner.renew_lock.lock().await;
+        if self.inner.token.generation() != generation {
+            return Ok(());
+        }
+        self.renew_locked().await
+    }
+
+    /// `GET {api}/api/v1/rules?trigger_ref=<ref>&enabled=true&page=N&page_size=100` for every
+    /// page (`pagination.has_next`); returns the enabled rules (disabled ones are dropped
+    /// here too), each rule id once.
+    pub async fn list_active_rules(&self, trigger_ref: &str) -> Result<Vec<RuleRecord>, ApiError> {
+        let operation = format!("list rules for trigger '{trigger_ref}'");
+        let mut rules: Vec<RuleRecord> = Vec::new();
+        let mut index: std::collections::HashMap<i64, usize> = Default::default();
+        let mut page: u32 = 1;
+        loop {
+            let url = self.url("/api/v1/rules");
+            let page_s = page.to_string();
+            let size_s = RULES_PAGE_SIZE.to_string();
+            let resp = self
+                .send_authed(&operation, || {
+                    self.inner.http.request(Method::GET, &url).query(&[
+                        ("trigger_ref", trigger_ref),
+                        ("enabled", "true"),
+                        ("page", page_s.as_str()),
+                        ("page_size", size_s.as_str()),
+                    ])
+                })
+                .await?;
+            if !resp.status().is_success() {
+                return Err(self.status_error(&operation, &resp));
+            }
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| self.transport_error(&operation, e))?;
+            let parsed: RulesPage = serde_json::from_slice(&bytes).map_err(|e| {
+                self.decode_error(&operation, crate::config::json_error_detail(&e).0)
+            })?;
+            let has_next = parsed.pagination.is_some_and(|p| p.has_next);
+            let page_len = parsed.items.len();
+            for rule in parsed.items.into_iter().filter(|r| r.enabled) {
+                match index.get(&rule.id) {
+                    Some(&i) => rules[i] = rule,
+                    None => {
+                        index.insert(rule.id, rules.len());
+                        rules.push(rule);
+                    }
+                }
+            }
+            tracing::debug!(
+                trigger_ref,
+                page,
+                rules = page_len,
+                has_next,
+                "Fetched rules page"
+            );
+            if !has_next {
+                return Ok(rules);
+            }
+            if page_len == 0 || page >= MAX_RULE_PAGES {
+                return Err(self.decode_error(
+                    &operation,
+                    format!("pagination.has_next stayed true through page {page}"),
+                ));
+            }
+            page += 1;
+        }
+    }
+
+    /// `POST {api}/api/v1/events` with [`Event::body`]: one attempt (plus the 401 renewal and
+    /// retry). Any 2xx is success and returns `data.id` (0 when a 2xx body lacks it: the event
+    /// exists, its id is unknown). Retrying is the outbox's job.
+    pub async fn create_event(&self, event: &Event) -> Result<i64, ApiError> {
+        const OP: &str = "create event";
+        let url = self.url("/api/v1/events");
+        let body = event.body();
+        let resp = self
+            .send_authed(OP, || self.inner.http.post(&url).json(&body))
+            .await?;
+        let status = resp.status();
+        if status == StatusCode::FORBIDDEN {
+            return Err(ApiError::Forbidden {
+                origin: self.inner.origin.clone(),
+                trigger_ref: event.trigger_ref.clone(),
+            });
+        }
+        if !status.is_success() {
+            return Err(self.status_error(OP, &resp));
+        }
+        // Created: from here on nothing may turn into a retry (it would duplicate the event).
+        let id = match resp.bytes().await {
+            Ok(bytes) => serde_json::from_slice::<DataEnvelope<CreatedEvent>>(&bytes)
+                .map(|d| d.data.id)
+                .ok(),
+            Err(_) => None,
+        };
+        match id {
+            Some(id) => Ok(id),
+            None => {
+                tracing::warn!(
+                    rule_id = event.rule_id,
+                    status = status.as_u16(),
+                    "Event created but the response carried no data.id"
+                );
+                Ok(0)
+            }
+        }
+    }
+
+    /// `POST {api}/auth/internal/sensor-token` with the current token and `{}`; swaps in the
+    /// token from `data.token`.
+    pub async fn renew_token(&self) -> Result<(), ApiError> {
+        let _guard = self.inner.renew_lock.lock().await;
+        self.renew_locked().await
+    }
+
+    async fn renew_locked(&self) -> Result<(), ApiError> {
+        const OP: &str = "refresh sensor token";
+        let resp = self
+            .inner
+            .http
+            .post(self.url("/auth/internal/sensor-token"))
+            .bearer_auth(self.inner.token.current())
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .map_err(|e| self.transport_error(OP, e))?;
+        if !resp.status().is_success() {
+            return Err(self.status_error(OP, &resp));
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(OP, e))?;
+        let issued: DataEnvelope<IssuedToken> = serde_json::from_slice(&bytes)
+            .map_err(|e| self.decode_error(OP, crate::config::json_error_detail(&e).0))?;
+        let token = issued.data.token.trim().to_string();
+        if token.is_empty() || token.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(self.decode_error(OP, "data.token is empty or malformed".into()));
+        }
+        self.inner.token.replace(token);
+        tracing::info!(
+            api = %self.inner.origin,
+            expires_at = issued.data.expires_at.as_deref().unwrap_or("unknown"),
+            "Sensor token renewed"
+        );
+        Ok(())
+    }
+}
+
+/// An error and its sources, joined with `: ` (for errors that carry no URL).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_statuses() {
+        let status = |s: u16| ApiError::Status {
+            operation: "create event".into(),
+            origin: "http://h".into(),
+            status: s,
+            retry_after: None,
+        };
+        for s in [500, 502, 503, 504, 429, 408] {
+            assert!(status(s).is_transient(), "{s}");
+        }
+        for s in [400, 401, 404, 409, 422] {
+            assert!(!status(s).is_transient(), "{s}");
+        }
+        assert_eq!(
+            status(503).to_string(),
+            "Failed to create event at http://h: 503 Service Unavailable"
+        );
+        let forbidden = ApiError::Forbidden {
+            origin: "http://h".into(),
+            trigger_ref: "core.crontimer".into(),
+        };
+        assert!(!forbidden.is_transient());
+        assert!(forbidden.to_string().contains(
+            "Insufficient permissions to create event for trigger type 'core.crontimer'"
+        ));
+    }
+
+    #[test]
+    fn base_url_is_trimmed_and_checked() {
+        let token = TokenHandle::new("t");
+        let c = ApiClient::new(
+            "http://127.0.0.1:9/base//",
+            token.clone(),
+            DEFAULT_REQUEST_TIMEOUT,
+        )
+        .unwrap();
+        assert_eq!(c.url("/health"), "http://127.0.0.1:9/base/health");
+        assert_eq!(c.origin(), "http://127.0.0.1:9");
+        assert!(ApiClient::new("ftp://h", token.clone(), DEFAULT_REQUEST_TIMEOUT).is_err());
+        assert!(ApiClient::new("http://h/?q=1", token, DEFAULT_REQUEST_TIMEOUT).is_err());
+    }
+}

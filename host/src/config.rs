@@ -1,0 +1,609 @@
+//! The daemon's settings: read from the environment or from one JSON object on stdin, then
+//! validated in the platform's order with its exact messages (contract §1.1).
+//!
+//! The environment is read through [`Env`], so tests hand in a map and never touch the
+//! process environment. Validation order (the first failure is reported):
+//!
+//! 1. the required variables are present (`ATTUNE_API_URL`, `ATTUNE_API_TOKEN`,
+//!    `ATTUNE_SENSOR_REF`, `ATTUNE_MQ_URL`; env only — stdin reports a missing key as a
+//!    parse error, as the platform does);
+//! 2. `api_url cannot be empty`, `api_token cannot be empty`, `sensor_ref cannot be empty`,
+//!    `mq_url cannot be empty`, `mq_exchange cannot be empty`,
+//!    `api_url must start with http:// or https://`,
+//!    `mq_url must start with amqp:// or amqps://` (the V1–V3 list);
+//! 3. then ours: `api_url is not a valid URL`, the log level (an EnvFilter directive), the
+//!    log format, `ATTUNE_SENSOR_TRIGGERS`, and the component limits.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+use tracing_subscriber::EnvFilter;
+
+use crate::policy::Limits;
+
+/// The default exchange name (the platform's sensor default; its API publishes to
+/// `attune.events`, which the sensor manager passes in `ATTUNE_MQ_EXCHANGE`).
+pub const DEFAULT_MQ_EXCHANGE: &str = "attune";
+/// The default log level directive.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// `ATTUNE_TIMER_CACHE_DIR` values that turn the compiled-component cache off.
+const CACHE_OFF: [&str; 3] = ["off", "none", "disabled"];
+
+/// Where the settings came from (logged as `config_source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    Env,
+    Stdin,
+}
+
+impl ConfigSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfigSource::Env => "env",
+            ConfigSource::Stdin => "stdin",
+        }
+    }
+}
+
+impl fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One JSON object per line, event fields at the top level (the default).
+    #[default]
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+impl LogFormat {
+    /// `json` or `pretty`, case-insensitive, surrounding whitespace ignored.
+    pub fn parse(value: &str) -> Result<LogFormat, ConfigError> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "json" => Ok(LogFormat::Json),
+            "pretty" => Ok(LogFormat::Pretty),
+            _ => Err(ConfigError::LogFormat(value.to_string())),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Json => "json",
+            LogFormat::Pretty => "pretty",
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One entry of `ATTUNE_SENSOR_TRIGGERS` (contract §1.3(a)): a rule to start at boot.
+/// `trigger_ref` may be missing (inferred from the config's keys by the rule table); a
+/// `ref` key, sent by some sensor managers, is ignored.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct BootstrapRule {
+    pub id: i64,
+    #[serde(default)]
+    pub trigger_ref: Option<String>,
+    /// The rule's trigger params; `{}` when absent or null.
+    #[serde(default = "empty_object", deserialize_with = "null_as_empty_object")]
+    pub config: Value,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+fn null_as_empty_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+    let v = Value::deserialize(d)?;
+    Ok(if v.is_null() { empty_object() } else { v })
+}
+
+/// Reads environment variables. [`ProcessEnv`] reads the real environment; a
+/// `HashMap<String, String>` (or `BTreeMap`) serves tests.
+pub trait Env {
+    fn var(&self, key: &str) -> Option<String>;
+}
+
+/// The process environment. Variables that are not valid UTF-8 count as absent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok()
+    }
+}
+
+impl Env for HashMap<String, String> {
+    fn var(&self, key: &str) -> Option<String> {
+        self.get(key).cloned()
+    }
+}
+
+impl Env for BTreeMap<String, String> {
+    fn var(&self, key: &str) -> Option<String> {
+        self.get(key).cloned()
+    }
+}
+
+/// Command-line values that override the loaded settings (`-l/--log-level`,
+/// `--log-format`). They are applied before validation, so a bad environment value they
+/// replace is never reported.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    pub log_level: Option<String>,
+    pub log_format: Option<String>,
+}
+
+/// The validated settings of the daemon.
+#[derive(Clone)]
+pub struct Settings {
+    /// The API base URL, trailing `/` removed.
+    pub api_url: String,
+    /// The sensor token. Never shown by `Debug`; see [`crate::token::TokenHandle`].
+    pub api_token: String,
+    pub sensor_ref: String,
+    pub mq_url: String,
+    pub mq_exchange: String,
+    /// A tracing EnvFilter directive (already checked).
+    pub log_level: String,
+    pub log_format: LogFormat,
+    /// `ATTUNE_SENSOR_TRIGGERS` / `sensor_triggers`: rules to start at boot.
+    pub sensor_triggers: Vec<BootstrapRule>,
+    /// A timer component to load instead of the embedded one.
+    pub timer_component: Option<PathBuf>,
+    /// Component limits (`ATTUNE_TIMER_MAX_MEMORY_MB`, `ATTUNE_TIMER_CALL_DEADLINE_MS`,
+    /// `ATTUNE_TIMER_MAX_PAYLOAD_BYTES`); the rest are [`Limits::default`].
+    pub limits: Limits,
+    /// Where compiled components are cached (`ATTUNE_TIMER_CACHE_DIR`; default
+    /// `$XDG_CACHE_HOME/attune-timer-sensor`, else `$HOME/.cache/attune-timer-sensor`;
+    /// `off`/`none`/`disabled` → `None`, no cache).
+    pub cache_dir: Option<PathBuf>,
+    pub source: ConfigSource,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("api_url", &crate::logging::url_for_log(&self.api_url))
+            .field("api_token", &"<redacted>")
+            .field("sensor_ref", &self.sensor_ref)
+            .field("mq_url", &crate::logging::url_for_log(&self.mq_url))
+            .field("mq_exchange", &self.mq_exchange)
+            .field("log_level", &self.log_level)
+            .field("log_format", &self.log_format)
+            .field("sensor_triggers", &self.sensor_triggers.len())
+            .field("timer_component", &self.timer_component)
+            .field("limits", &self.limits)
+            .field("cache_dir", &self.cache_dir)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+/// A configuration error. `Display` is the exact message; details (never a secret nor a
+/// copy of the input) are in `source()`, shown by `{:#}` of an `anyhow::Error`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} environment variable is required")]
+    MissingEnv(&'static str),
+    /// One of the validation messages (§1.1), e.g. `api_url cannot be empty`.
+    #[error("{0}")]
+    Invalid(&'static str),
+    #[error("Failed to read configuration from stdin")]
+    StdinRead(#[source] std::io::Error),
+    #[error("Failed to parse JSON configuration from stdin")]
+    StdinParse(#[source] Detail),
+    #[error("Failed to parse ATTUNE_SENSOR_TRIGGERS as managed trigger instances")]
+    SensorTriggers(#[source] Detail),
+    #[error("Invalid ATTUNE_LOG_LEVEL / --log-level tracing directive")]
+    LogLevel(#[source] Detail),
+    #[error("unsupported ATTUNE_LOG_FORMAT / --log-format `{0}`; expected `json` or `pretty`")]
+    LogFormat(String),
+    /// A component limit or other numeric setting out of range.
+    #[error("Invalid {var} '{value}': {expected}")]
+    Setting {
+        var: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("Failed to initialise logging")]
+    LoggingInit(#[source] Detail),
+}
+
+/// The detail behind a [`ConfigError`]: a plain message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detail(pub String);
+
+impl fmt::Display for Detail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Detail {}
+
+/// Describes a JSON error without quoting the input (which may hold the token): the kind of
+/// error and where, or serde's "missing field `x`" / "unknown field" messages, which name
+/// only keys.
+pub(crate) fn json_error_detail(e: &serde_json::Error) -> Detail {
+    use serde_json::error::Category;
+    let msg = e.to_string();
+    let keeps_no_value = msg.starts_with("missing field") || msg.starts_with("duplicate field");
+    let text = match e.classify() {
+        Category::Data if keeps_no_value => msg,
+        Category::Data => format!(
+            "a value has the wrong type or form at line {} column {}",
+            e.line(),
+            e.column()
+        ),
+        Category::Syntax => format!("invalid JSON at line {} column {}", e.line(), e.column()),
+        Category::Eof => "the JSON text ends too early".to_string(),
+        Category::Io => "I/O error while reading JSON".to_string(),
+    };
+    Detail(text)
+}
+
+/// The settings before validation, from either source.
+#[derive(Debug, Default)]
+struct Raw {
+    api_url: String,
+    api_token: String,
+    sensor_ref: String,
+    mq_url: String,
+    mq_exchange: String,
+    log_level: String,
+    log_format: String,
+    sensor_triggers: Option<Value>,
+    timer_component: Option<PathBuf>,
+    max_memory_mb: Option<String>,
+    call_deadline_ms: Option<String>,
+    max_payload_bytes: Option<String>,
+    cache_dir: Option<String>,
+}
+
+/// The JSON object read by `--stdin-config`. Unknown keys are ignored.
+#[derive(Deserialize)]
+struct StdinConfig {
+    api_url: String,
+    api_token: String,
+    sensor_ref: String,
+    mq_url: String,
+    #[serde(default)]
+    mq_exchange: Option<String>,
+    #[serde(default)]
+    log_level: Option<String>,
+    #[serde(default)]
+    log_format: Option<String>,
+    /// A JSON array, or a string holding one (as in the environment variable).
+    #[serde(default)]
+    sensor_triggers: Option<Value>,
+    #[serde(default)]
+    timer_component: Option<PathBuf>,
+    /// Optional overrides of the `ATTUNE_TIMER_*` variables.
+    #[serde(default)]
+    timer_max_memory_mb: Option<Value>,
+    #[serde(default)]
+    timer_call_deadline_ms: Option<Value>,
+    #[serde(default)]
+    timer_max_payload_bytes: Option<Value>,
+    #[serde(default)]
+    timer_cache_dir: Option<String>,
+}
+
+fn non_blank(v: Option<String>) -> Option<String> {
+    v.filter(|s| !s.trim().is_empty())
+}
+
+fn json_scalar_text(v: Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s),
+        other => Some(other.to_string()),
+    }
+}
+
+impl Settings {
+    /// Reads the settings from the environment (the default source).
+    pub fn from_env(env: &dyn Env) -> Result<Settings, ConfigError> {
+        Self::from_env_with(env, &Overrides::default())
+    }
+
+    /// Like [`Settings::from_env`], with command-line overrides.
+    pub fn from_env_with(env: &dyn Env, cli: &Overrides) -> Result<Settings, ConfigError> {
+        let required = |key: &'static str| env.var(key).ok_or(ConfigError::MissingEnv(key));
+        let mut raw = Raw {
+            api_url: required("ATTUNE_API_URL")?,
+            api_token: required("ATTUNE_API_TOKEN")?,
+            sensor_ref: required("ATTUNE_SENSOR_REF")?,
+            mq_url: required("ATTUNE_MQ_URL")?,
+            mq_exchange: env
+                .var("ATTUNE_MQ_EXCHANGE")
+                .unwrap_or_else(|| DEFAULT_MQ_EXCHANGE.to_string()),
+            log_level: non_blank(env.var("ATTUNE_LOG_LEVEL"))
+                .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_string()),
+            log_format: non_blank(env.var("ATTUNE_LOG_FORMAT"))
+                .unwrap_or_else(|| LogFormat::Json.as_str().to_string()),
+            sensor_triggers: non_blank(env.var("ATTUNE_SENSOR_TRIGGERS")).map(Value::String),
+            timer_component: non_blank(env.var("ATTUNE_TIMER_COMPONENT")).map(PathBuf::from),
+            ..Raw::default()
+        };
+        read_limit_vars(env, &mut raw);
+        build(raw, env, cli, ConfigSource::Env)
+    }
+
+    /// Parses the JSON object given on stdin by `--stdin-config`. Only the JSON is used
+    /// for the platform settings (as on the platform); the `ATTUNE_TIMER_*` component
+    /// settings are still read from `env` unless the JSON sets `timer_*` keys.
+    pub fn from_stdin_json(text: &str, env: &dyn Env) -> Result<Settings, ConfigError> {
+        Self::from_stdin_json_with(text, env, &Overrides::default())
+    }
+
+    /// Like [`Settings::from_stdin_json`], with command-line overrides.
+    pub fn from_stdin_json_with(
+        text: &str,
+        env: &dyn Env,
+        cli: &Overrides,
+    ) -> Result<Settings, ConfigError> {
+        let parsed: StdinConfig = serde_json::from_str(text)
+            .map_err(|e| ConfigError::StdinParse(json_error_detail(&e)))?;
+        let mut raw = Raw {
+            api_url: parsed.api_url,
+            api_token: parsed.api_token,
+            sensor_ref: parsed.sensor_ref,
+            mq_url: parsed.mq_url,
+            mq_exchange: parsed
+                .mq_exchange
+                .unwrap_or_else(|| DEFAULT_MQ_EXCHANGE.to_string()),
+            log_level: non_blank(parsed.log_level).unwrap_or_else(|| DEFAULT_LOG_LEVEL.into()),
+            log_format: non_blank(parsed.log_format)
+                .unwrap_or_else(|| LogFormat::Json.as_str().into()),
+            sensor_triggers: parsed.sensor_triggers.filter(|v| match v {
+                Value::Null => false,
+                Value::String(s) => !s.trim().is_empty(),
+                _ => true,
+            }),
+            timer_component: parsed.timer_component.filter(|p| !p.as_os_str().is_empty()),
+            ..Raw::default()
+        };
+        read_limit_vars(env, &mut raw);
+        if let Some(v) = parsed.timer_max_memory_mb.and_then(json_scalar_text) {
+            raw.max_memory_mb = Some(v);
+        }
+        if let Some(v) = parsed.timer_call_deadline_ms.and_then(json_scalar_text) {
+            raw.call_deadline_ms = Some(v);
+        }
+        if let Some(v) = parsed.timer_max_payload_bytes.and_then(json_scalar_text) {
+            raw.max_payload_bytes = Some(v);
+        }
+        if let Some(v) = parsed.timer_cache_dir {
+            raw.cache_dir = Some(v);
+        }
+        build(raw, env, cli, ConfigSource::Stdin)
+    }
+
+    /// Reads all of the process's stdin and parses it as [`Settings::from_stdin_json_with`].
+    pub fn from_process_stdin(env: &dyn Env, cli: &Overrides) -> Result<Settings, ConfigError> {
+        use std::io::Read;
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(ConfigError::StdinRead)?;
+        Self::from_stdin_json_with(&text, env, cli)
+    }
+
+    /// The compiled-component cache these settings ask for.
+    pub fn compile_cache(&self) -> crate::runtime::CompileCache {
+        match &self.cache_dir {
+            Some(dir) => crate::runtime::CompileCache::in_dir(dir),
+            None => crate::runtime::CompileCache::disabled(),
+        }
+    }
+}
+
+fn read_limit_vars(env: &dyn Env, raw: &mut Raw) {
+    raw.max_memory_mb = non_blank(env.var("ATTUNE_TIMER_MAX_MEMORY_MB"));
+    raw.call_deadline_ms = non_blank(env.var("ATTUNE_TIMER_CALL_DEADLINE_MS"));
+    raw.max_payload_bytes = non_blank(env.var("ATTUNE_TIMER_MAX_PAYLOAD_BYTES"));
+    raw.cache_dir = env.var("ATTUNE_TIMER_CACHE_DIR");
+}
+
+/// Checks that `directive` is a valid tracing EnvFilter directive and builds the filter.
+pub fn parse_log_level(directive: &str) -> Result<EnvFilter, ConfigError> {
+    EnvFilter::builder()
+        .with_regex(false)
+        .parse(directive.trim())
+        .map_err(|e| ConfigError::LogLevel(Detail(e.to_string())))
+}
+
+/// Validates `raw` in the contract's order and builds the settings.
+fn build(
+    mut raw: Raw,
+    env: &dyn Env,
+    cli: &Overrides,
+    source: ConfigSource,
+) -> Result<Settings, ConfigError> {
+    if let Some(level) = non_blank(cli.log_level.clone()) {
+        raw.log_level = level;
+    }
+    if let Some(format) = non_blank(cli.log_format.clone()) {
+        raw.log_format = format;
+    }
+    let api_url = raw.api_url.trim().trim_end_matches('/').to_string();
+    let api_token = raw.api_token.trim().to_string();
+    let sensor_ref = raw.sensor_ref.trim().to_string();
+    let mq_url = raw.mq_url.trim().to_string();
+    let mq_exchange = raw.mq_exchange.trim().to_string();
+
+    // The platform's checks, in its order (contract §1.1, V1–V3).
+    let checks: [(bool, &'static str); 7] = [
+        (api_url.is_empty(), "api_url cannot be empty"),
+        (api_token.is_empty(), "api_token cannot be empty"),
+        (sensor_ref.is_empty(), "sensor_ref cannot be empty"),
+        (mq_url.is_empty(), "mq_url cannot be empty"),
+        (mq_exchange.is_empty(), "mq_exchange cannot be empty"),
+        (
+            !(api_url.starts_with("http://") || api_url.starts_with("https://")),
+            "api_url must start with http:// or https://",
+        ),
+        (
+            !(mq_url.starts_with("amqp://") || mq_url.starts_with("amqps://")),
+            "mq_url must start with amqp:// or amqps://",
+        ),
+    ];
+    if let Some((_, message)) = checks.iter().find(|(failed, _)| *failed) {
+        return Err(ConfigError::Invalid(message));
+    }
+    match url::Url::parse(&api_url) {
+        Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => {}
+        _ => return Err(ConfigError::Invalid("api_url is not a valid URL")),
+    }
+    if api_token.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(ConfigError::Invalid(
+            "api_token must not contain spaces or control characters",
+        ));
+    }
+
+    // Ours.
+    parse_log_level(&raw.log_level)?;
+    let log_format = LogFormat::parse(&raw.log_format)?;
+    let sensor_triggers = match raw.sensor_triggers.take() {
+        None => Vec::new(),
+        Some(value) => parse_sensor_triggers(value)?,
+    };
+    let limits = parse_limits(&raw)?;
+    let cache_dir = match raw.cache_dir.as_deref().map(str::trim) {
+        Some(dir) if CACHE_OFF.contains(&dir.to_ascii_lowercase().as_str()) => None,
+        Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
+        _ => default_cache_dir(env),
+    };
+
+    Ok(Settings {
+        api_url,
+        api_token,
+        sensor_ref,
+        mq_url,
+        mq_exchange,
+        log_level: raw.log_level.trim().to_string(),
+        log_format,
+        sensor_triggers,
+        timer_component: raw.timer_component,
+        limits,
+        cache_dir,
+        source,
+    })
+}
+
+/// `ATTUNE_SENSOR_TRIGGERS`: a JSON array of `{id, trigger_ref?, config?}` given as JSON
+/// text (environment) or as JSON (stdin, where a string holding the text is accepted too).
+fn parse_sensor_triggers(value: Value) -> Result<Vec<BootstrapRule>, ConfigError> {
+    let err = |e: serde_json::Error| ConfigError::SensorTriggers(json_error_detail(&e));
+    match value {
+        Value::String(text) => serde_json::from_str(&text).map_err(err),
+        other => serde_json::from_value(other).map_err(err),
+    }
+}
+
+/// The same place as [`crate::runtime::CompileCache::default_location`], read through
+/// `env`.
+fn default_cache_dir(env: &dyn Env) -> Option<PathBuf> {
+    non_blank(env.var("XDG_CACHE_HOME"))
+        .map(PathBuf::from)
+        .or_else(|| non_blank(env.var("HOME")).map(|h| PathBuf::from(h).join(".cache")))
+        .map(|base| base.join("attune-timer-sensor"))
+}
+
+fn parse_bounded(
+    var: &'static str,
+    value: &str,
+    min: u64,
+    max: u64,
+    expected: &'static str,
+) -> Result<u64, ConfigError> {
+    match value.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(ConfigError::Setting {
+            var,
+            value: value.to_string(),
+            expected,
+        }),
+    }
+}
+
+fn parse_limits(raw: &Raw) -> Result<Limits, ConfigError> {
+    let mut limits = Limits::default();
+    if let Some(v) = &raw.max_memory_mb {
+        let mb = parse_bounded(
+            "ATTUNE_TIMER_MAX_MEMORY_MB",
+            v,
+            1,
+            16_384,
+            "expected a whole number of MiB from 1 to 16384",
+        )?;
+        limits.max_memory_bytes = (mb as usize) << 20;
+    }
+    if let Some(v) = &raw.call_deadline_ms {
+        let ms = parse_bounded(
+            "ATTUNE_TIMER_CALL_DEADLINE_MS",
+            v,
+            1,
+            60_000,
+            "expected a whole number of milliseconds from 1 to 60000",
+        )?;
+        limits.call_deadline = Duration::from_millis(ms);
+    }
+    if let Some(v) = &raw.max_payload_bytes {
+        let bytes = parse_bounded(
+            "ATTUNE_TIMER_MAX_PAYLOAD_BYTES",
+            v,
+            256,
+            16 << 20,
+            "expected a whole number of bytes from 256 to 16777216",
+        )?;
+        limits.max_payload_bytes = bytes as usize;
+    }
+    Ok(limits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_format_is_case_insensitive_and_trimmed() {
+        assert_eq!(LogFormat::parse(" JSON ").unwrap(), LogFormat::Json);
+        assert_eq!(LogFormat::parse("Pretty").unwrap(), LogFormat::Pretty);
+        assert_eq!(
+            LogFormat::parse("xml").unwrap_err().to_string(),
+            "unsupported ATTUNE_LOG_FORMAT / --log-format `xml`; expected `json` or `pretty`"
+        );
+    }
+
+    #[test]
+    fn json_error_detail_never_quotes_values() {
+        let e = serde_json::from_str::<StdinConfig>(r#""super-secret-token""#)
+            .err()
+            .unwrap();
+        let d = json_error_detail(&e).0;
+        assert!(!d.contains("super-secret"), "{d}");
+        let e = serde_json::from_str::<StdinConfig>(r#"{"api_url":"x"}"#)
+            .err()
+            .unwrap();
+        assert!(json_error_detail(&e)
+            .0
+            .starts_with("missing field `api_token`"));
+    }
+}
