@@ -1,22 +1,104 @@
 //! `attune-core-timer-sensor`: a thin binary over the `attune_timer` library.
+//!
+//! Without a subcommand it runs the daemon (settings from the environment, or from stdin
+//! with `--stdin-config`); with `--rules FILE` it runs local mode; `check` tries a rule's
+//! params.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use attune_timer::check::{self, CheckRequest};
+use attune_timer::config::{LogFormat, Overrides, ProcessEnv, Settings};
+use attune_timer::local::{self, LineSink, LocalOptions};
 use attune_timer::runtime::{CallError, CompileCache, RuleError, TimerRuntime};
+use attune_timer::{daemon, logging};
+
+const SETTINGS_HELP: &str = "\
+Settings (daemon mode). Read from the environment, or with --stdin-config from one JSON
+object on stdin whose keys are the lowercase names in brackets (only that object is used
+then, except for the ATTUNE_TIMER_* variables, which it may override):
+  ATTUNE_API_URL [api_url]           required. Attune API base URL (http:// or https://).
+  ATTUNE_API_TOKEN [api_token]       required. The sensor token (a JWT). Never logged. Its
+                                     metadata.trigger_types limit the trigger refs served.
+  ATTUNE_SENSOR_REF [sensor_ref]     required. The sensor's ref, e.g. core.timer_sensor. The
+                                     broker queue is sensor.<ref>; payloads carry it.
+  ATTUNE_MQ_URL [mq_url]             required. RabbitMQ URL (amqp:// or amqps://).
+  ATTUNE_MQ_EXCHANGE [mq_exchange]   default: attune. The topic exchange of rule lifecycle
+                                     messages (the Attune API publishes to attune.events).
+  ATTUNE_LOG_LEVEL [log_level]       default: info. A tracing directive (-l overrides).
+  ATTUNE_LOG_FORMAT [log_format]     default: json. json or pretty (--log-format overrides).
+  ATTUNE_SENSOR_TRIGGERS [sensor_triggers]
+                                     default: none. JSON array of rules to run from the start,
+                                     [{\"id\":1,\"trigger_ref\":\"core.intervaltimer\",\"config\":{..}}];
+                                     trigger_ref may be left out (inferred from the config).
+  ATTUNE_TIMER_COMPONENT [timer_component]
+                                     default: the built-in component. A timer component
+                                     (.wasm) to run instead (--component overrides).
+  ATTUNE_TIMER_MAX_MEMORY_MB [timer_max_memory_mb]
+                                     default: 64. Memory cap of a component instance (1-16384).
+  ATTUNE_TIMER_CALL_DEADLINE_MS [timer_call_deadline_ms]
+                                     default: 100. CPU deadline of one component call
+                                     (1-60000).
+  ATTUNE_TIMER_MAX_PAYLOAD_BYTES [timer_max_payload_bytes]
+                                     default: 65536. Largest event payload (256-16777216).
+  ATTUNE_TIMER_CACHE_DIR [timer_cache_dir]
+                                     default: $XDG_CACHE_HOME/attune-timer-sensor, else
+                                     ~/.cache/attune-timer-sensor. Compiled-component cache;
+                                     off, none or disabled turns it off.
+
+Local mode (--rules FILE) needs no API and no broker. It reads ATTUNE_SENSOR_REF (default:
+core.timer_sensor), ATTUNE_LOG_LEVEL, ATTUNE_LOG_FORMAT (default there: pretty) and
+ATTUNE_TIMER_COMPONENT; the component runs with its default limits.
+
+Signals: SIGTERM or SIGINT stops consuming, stops the clock, delivers pending events (at most
+10 s) and exits 0.";
 
 /// The Attune timer sensor: fires time-based events for Attune rules, with its timer logic
 /// in a sandboxed WebAssembly component.
+///
+/// Without a subcommand it runs the daemon: it loads the active timer rules from the Attune
+/// API, follows rule changes over RabbitMQ and creates an event through the API each time a
+/// rule fires. With --rules FILE it runs local mode instead: the same clock and component on
+/// a file of rules, with each event printed on stdout as one JSON line.
 #[derive(Debug, Parser)]
-#[command(name = "attune-core-timer-sensor", version, about, long_about = None)]
+#[command(name = "attune-core-timer-sensor", version, about, long_about, after_help = SETTINGS_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Read the daemon's settings as one JSON object from stdin instead of the environment.
+    #[arg(long, conflicts_with = "rules")]
+    stdin_config: bool,
+    /// Log level: a tracing directive such as info, debug or attune_timer=debug. Overrides
+    /// ATTUNE_LOG_LEVEL (default: info).
+    #[arg(short = 'l', long, value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// Log format on stderr: json or pretty. Overrides ATTUNE_LOG_FORMAT (default: json; in
+    /// local mode: pretty).
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+    /// A timer component (.wasm) to run instead of the built-in one. Overrides
+    /// ATTUNE_TIMER_COMPONENT (and `timer_component` with --stdin-config).
+    #[arg(long, value_name = "PATH")]
+    component: Option<PathBuf>,
+    /// Local mode: run the rules in FILE (a JSON array of {"id", "ref"?, "trigger_ref"?,
+    /// "trigger_params"}) with no API and no broker. A one-shot's "fire_at" may be written
+    /// relative to the start, e.g. "+5s" (local mode only). See examples/rules.json.
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
+    /// Where local mode sends events.
+    #[arg(long, value_enum, default_value_t = Sink::Stdout, requires = "rules")]
+    sink: Sink,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Sink {
+    /// One JSON line per event: the body the daemon would POST to /api/v1/events.
+    Stdout,
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,16 +140,120 @@ fn parse_rfc3339(s: &str) -> Result<DateTime<Utc>, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Some(Command::Check(args)) => run_check(args),
-        None => Err(anyhow::anyhow!(
-            "the daemon is not built yet; try `attune-core-timer-sensor check --help`"
-        )),
-    };
+    match cli.command {
+        Some(Command::Check(args)) => report(run_check(args)),
+        None => match cli.rules.clone() {
+            Some(rules) => run_local(cli, rules),
+            None => run_daemon(cli),
+        },
+    }
+}
+
+fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("attune-timer")
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// The daemon. Configuration errors go to stderr before logging starts; later failures are
+/// logged. Exit 0 after a graceful shutdown, 1 on any failure.
+fn run_daemon(cli: Cli) -> ExitCode {
+    let overrides = Overrides {
+        log_level: cli.log_level,
+        log_format: cli.log_format,
+    };
+    let loaded = if cli.stdin_config {
+        Settings::from_process_stdin(&ProcessEnv, &overrides)
+    } else {
+        Settings::from_env_with(&ProcessEnv, &overrides)
+    };
+    let mut settings = match loaded {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("Error: {:#}", anyhow::Error::from(e));
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(component) = cli.component {
+        settings.timer_component = Some(component);
+    }
+    if let Err(e) = logging::init(&settings.log_level, settings.log_format) {
+        eprintln!("Error: {:#}", anyhow::Error::from(e));
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio_runtime() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(daemon::run(settings, daemon::shutdown_signal()));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Local mode: events on stdout, logs on stderr.
+fn run_local(cli: Cli, rules_file: PathBuf) -> ExitCode {
+    let Sink::Stdout = cli.sink;
+    let env = |key: &str| std::env::var(key).ok().filter(|v| !v.trim().is_empty());
+    let level = cli
+        .log_level
+        .or_else(|| env("ATTUNE_LOG_LEVEL"))
+        .unwrap_or_else(|| "info".to_string());
+    let format = match LogFormat::parse(
+        &cli.log_format
+            .or_else(|| env("ATTUNE_LOG_FORMAT"))
+            .unwrap_or_else(|| "pretty".to_string()),
+    ) {
+        Ok(format) => format,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = logging::init(&level, format) {
+        eprintln!("Error: {:#}", anyhow::Error::from(e));
+        return ExitCode::FAILURE;
+    }
+    let options = LocalOptions {
+        rules_file,
+        component: cli
+            .component
+            .or_else(|| env("ATTUNE_TIMER_COMPONENT").map(PathBuf::from)),
+        limits: Default::default(),
+        cache: CompileCache::default_location(),
+        sensor_ref: env("ATTUNE_SENSOR_REF").unwrap_or_else(|| "core.timer_sensor".to_string()),
+    };
+    let sink = LineSink::stdout();
+    let result = tokio_runtime().and_then(|runtime| {
+        let result = runtime.block_on(local::run(options, sink.clone(), daemon::shutdown_signal()));
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        result
+    });
+    sink.close();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
     }
@@ -109,7 +295,10 @@ fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     };
     match check::run(&runtime, &request) {
         Ok(report) if args.json => {
-            println!("{}", serde_json::to_string_pretty(&check::to_json(&report))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&check::to_json(&report))?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Ok(report) => {

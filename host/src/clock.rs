@@ -1,0 +1,723 @@
+//! The clock: the host owns time, and one scheduler runs every rule's timer.
+//!
+//! # Design
+//!
+//! One structure holds every running timer: a map from rule id to its state, and an ordered
+//! set of `(deadline, rule id, generation)` keys — the next fire of every rule. One task
+//! sleeps until the earliest deadline (or until a [`Notify`] says an earlier one arrived, in
+//! the style of mini-redis's `db.rs`), takes every key that is due, asks the component for
+//! each rule's next fire and payload, puts the next key back and hands the events to the
+//! [`EventSink`]. There is no task per rule, so 100,000 rules cost 100,000 small map entries.
+//!
+//! The generation tells a stale key from a live one: starting or replacing a rule's timer
+//! gives it a new generation, so a fire that was computed for an older timer (while the
+//! lock was released) is dropped instead of resurrecting it.
+//!
+//! # Time
+//!
+//! Deadlines are [`tokio::time::Instant`]s (monotonic, and pausable in tests). UTC instants,
+//! which is what the component speaks, map onto them through one anchor taken when the clock
+//! starts: `instant(t) = anchor.instant + (t − anchor.utc)`. So an interval rule started at
+//! `s` fires for the k-th time at exactly `s + k × interval` on the monotonic clock: the
+//! component computes absolute ticks from the rule's start time, and the clock never adds
+//! an interval to "now". Wall-clock steps (NTP, manual changes) after start are not followed:
+//! the daemon's UTC "now" is the anchor plus monotonic elapsed time.
+//!
+//! # Late fires
+//!
+//! If the clock falls behind (the process was stopped, the machine was overloaded), a rule
+//! whose tick has passed fires **once**, for the tick it missed (`scheduled_at` is that tick,
+//! `fired_at` is now), and its next fire is the schedule's first tick strictly after now. The
+//! ticks in between are skipped — no burst of catch-up events.
+//!
+//! # Faults
+//!
+//! A component call that fails (trap, CPU deadline, bad answer) is logged and retried once;
+//! the runtime has discarded the failed instance, so the retry runs on a clean one. A second
+//! failure stops that rule's timer alone; every other rule carries on.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::instrument::WithSubscriber;
+use tracing::{debug, error, info, warn};
+
+use crate::event::{Event, EventSink};
+use crate::runtime::{CallError, Fire, Schedule, TimerKind, TimerRuntime};
+
+/// Work items per blocking thread before a batch is spread over more threads.
+const PER_THREAD: usize = 64;
+/// At most this many due fires are taken in one pass, so a huge backlog is worked off in
+/// slices and new deadlines are looked at in between.
+const MAX_BATCH: usize = 4096;
+
+/// The scheduler. Cheap to clone: every clone drives the same timers.
+#[derive(Clone)]
+pub struct Clock {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    runtime: Arc<TimerRuntime>,
+    sink: Arc<dyn EventSink>,
+    sensor_ref: String,
+    anchor: Anchor,
+    state: Mutex<State>,
+    /// Wakes the clock task when an earlier deadline arrives or on shutdown.
+    notify: Notify,
+    /// How many timers are running; lets a caller wait for "nothing left to fire".
+    running: watch::Sender<usize>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Default)]
+struct State {
+    timers: HashMap<i64, Timer>,
+    /// Every running timer's next deadline. The first key is the next thing to do.
+    queue: BTreeSet<(Instant, i64, u64)>,
+    next_generation: u64,
+    stopped: bool,
+}
+
+struct Timer {
+    generation: u64,
+    rule_ref: Arc<str>,
+    schedule: Arc<Schedule>,
+    started_at: DateTime<Utc>,
+    /// The next tick, as the component named it.
+    next_at: DateTime<Utc>,
+    /// `next_at` on the monotonic clock: the key this timer has in the queue.
+    deadline: Instant,
+    /// Fires so far.
+    execution_count: u64,
+}
+
+/// The link between UTC instants and the monotonic clock, fixed when the clock starts.
+#[derive(Debug, Clone, Copy)]
+struct Anchor {
+    utc: DateTime<Utc>,
+    instant: Instant,
+}
+
+impl Anchor {
+    fn now(&self) -> DateTime<Utc> {
+        self.utc_at(Instant::now())
+    }
+
+    fn utc_at(&self, instant: Instant) -> DateTime<Utc> {
+        let elapsed = instant.saturating_duration_since(self.instant);
+        chrono::Duration::from_std(elapsed)
+            .ok()
+            .and_then(|d| self.utc.checked_add_signed(d))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+
+    fn instant_at(&self, at: DateTime<Utc>) -> Instant {
+        let offset = at.signed_duration_since(self.utc);
+        match offset.to_std() {
+            Ok(ahead) => self
+                .instant
+                .checked_add(ahead)
+                // Centuries ahead: beyond any real wait. The task re-checks when it wakes.
+                .unwrap_or_else(|| {
+                    self.instant + std::time::Duration::from_secs(100 * 365 * 86_400)
+                }),
+            Err(_) => {
+                let behind = (-offset).to_std().unwrap_or_default();
+                self.instant.checked_sub(behind).unwrap_or(self.instant)
+            }
+        }
+    }
+}
+
+/// A timer ready to be installed: the rule's schedule and its first fire, computed without
+/// holding any lock (see [`Clock::prepare`]).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    rule_id: i64,
+    rule_ref: Arc<str>,
+    schedule: Arc<Schedule>,
+    started_at: DateTime<Utc>,
+    first: Option<DateTime<Utc>>,
+}
+
+impl Prepared {
+    pub fn rule_id(&self) -> i64 {
+        self.rule_id
+    }
+
+    /// The first fire; `None` when the schedule has no fire left at all.
+    pub fn first_fire(&self) -> Option<DateTime<Utc>> {
+        self.first
+    }
+}
+
+/// What the clock knows about one running timer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimerStatus {
+    pub trigger_ref: String,
+    pub kind: TimerKind,
+    /// When the timer started; interval ticks count from it.
+    pub started_at: DateTime<Utc>,
+    pub next_fire_at: DateTime<Utc>,
+    /// Fires so far.
+    pub execution_count: u64,
+    /// Changes whenever the timer is (re)started.
+    pub generation: u64,
+}
+
+/// One due fire, taken out of the queue.
+struct Job {
+    rule_id: i64,
+    generation: u64,
+    rule_ref: Arc<str>,
+    schedule: Arc<Schedule>,
+    started_at: DateTime<Utc>,
+    tick: DateTime<Utc>,
+    execution_count: u64,
+}
+
+/// What the component said about one fire.
+struct Fired {
+    fired_at: DateTime<Utc>,
+    next: Option<DateTime<Utc>>,
+    payload: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Clock {
+    /// Starts the clock, anchored at the current wall time. Must be called inside a tokio
+    /// runtime: it spawns the clock task.
+    pub fn spawn(runtime: Arc<TimerRuntime>, sink: Arc<dyn EventSink>, sensor_ref: String) -> Self {
+        Self::spawn_at(runtime, sink, sensor_ref, Utc::now())
+    }
+
+    /// Starts the clock with `utc_now` as the current UTC time (tests pin it).
+    pub fn spawn_at(
+        runtime: Arc<TimerRuntime>,
+        sink: Arc<dyn EventSink>,
+        sensor_ref: String,
+        utc_now: DateTime<Utc>,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            runtime,
+            sink,
+            sensor_ref,
+            anchor: Anchor {
+                utc: utc_now,
+                instant: Instant::now(),
+            },
+            state: Mutex::new(State::default()),
+            notify: Notify::new(),
+            running: watch::Sender::new(0),
+            task: Mutex::new(None),
+        });
+        let task = tokio::spawn(run(shared.clone()).with_current_subscriber());
+        *shared.task.lock().expect("clock task lock") = Some(task);
+        Self { shared }
+    }
+
+    /// The current UTC time as the clock sees it (anchor + monotonic elapsed time).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.shared.anchor.now()
+    }
+
+    pub fn runtime(&self) -> &Arc<TimerRuntime> {
+        &self.shared.runtime
+    }
+
+    /// Computes a new timer's first fire: a component call, made without any lock. Call it
+    /// from a blocking thread, never an async worker (see [`map_blocking`]). The timer starts
+    /// now: interval ticks count from here.
+    pub fn prepare(
+        &self,
+        rule_id: i64,
+        rule_ref: &str,
+        schedule: Schedule,
+    ) -> Result<Prepared, CallError> {
+        let started_at = self.now();
+        let first = with_retry(rule_id, "next-fire", || {
+            self.shared
+                .runtime
+                .next_fire(&schedule, started_at, started_at)
+        })?;
+        Ok(Prepared {
+            rule_id,
+            rule_ref: rule_ref.into(),
+            schedule: Arc::new(schedule),
+            started_at,
+            first,
+        })
+    }
+
+    /// Installs a prepared timer, replacing the rule's running timer if it has one (new
+    /// phase, count back to 0). Returns the first fire; `None` (nothing installed, any old
+    /// timer stopped) when the schedule has no fire left.
+    pub fn install(&self, prepared: Prepared) -> Option<DateTime<Utc>> {
+        let Prepared {
+            rule_id,
+            rule_ref,
+            schedule,
+            started_at,
+            first,
+        } = prepared;
+        let mut state = self.lock();
+        if state.stopped {
+            return None;
+        }
+        let replaced = remove_timer(&mut state, rule_id).is_some();
+        let Some(next_at) = first else {
+            self.publish_len(&state);
+            drop(state);
+            info!(
+                rule_id,
+                trigger_ref = %schedule.trigger_ref,
+                "Timer for rule {rule_id} not started: its schedule has no fire left"
+            );
+            return None;
+        };
+        state.next_generation += 1;
+        let generation = state.next_generation;
+        let deadline = self.shared.anchor.instant_at(next_at);
+        let earliest = state
+            .queue
+            .first()
+            .is_none_or(|first| (deadline, rule_id, generation) < *first);
+        state.queue.insert((deadline, rule_id, generation));
+        let trigger_ref = schedule.trigger_ref.clone();
+        state.timers.insert(
+            rule_id,
+            Timer {
+                generation,
+                rule_ref,
+                schedule,
+                started_at,
+                next_at,
+                deadline,
+                execution_count: 0,
+            },
+        );
+        self.publish_len(&state);
+        drop(state);
+        if earliest {
+            self.shared.notify.notify_one();
+        }
+        info!(
+            rule_id,
+            trigger_ref = %trigger_ref,
+            next_fire_at = %next_at.to_rfc3339(),
+            replaced,
+            "Timer started for rule"
+        );
+        Some(next_at)
+    }
+
+    /// [`prepare`](Self::prepare) then [`install`](Self::install); from a blocking thread.
+    pub fn start(
+        &self,
+        rule_id: i64,
+        rule_ref: &str,
+        schedule: Schedule,
+    ) -> Result<Option<DateTime<Utc>>, CallError> {
+        let prepared = self.prepare(rule_id, rule_ref, schedule)?;
+        Ok(self.install(prepared))
+    }
+
+    /// Stops a rule's timer. `false` when it had none (not an error).
+    pub fn stop(&self, rule_id: i64) -> bool {
+        let mut state = self.lock();
+        let stopped = remove_timer(&mut state, rule_id).is_some();
+        if stopped {
+            self.publish_len(&state);
+        }
+        stopped
+    }
+
+    /// Whether the rule has a running timer.
+    pub fn contains(&self, rule_id: i64) -> bool {
+        self.lock().timers.contains_key(&rule_id)
+    }
+
+    /// Running timers.
+    pub fn len(&self) -> usize {
+        self.lock().timers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// What the clock knows about a rule's timer.
+    pub fn timer(&self, rule_id: i64) -> Option<TimerStatus> {
+        self.lock().timers.get(&rule_id).map(|t| TimerStatus {
+            trigger_ref: t.schedule.trigger_ref.clone(),
+            kind: t.schedule.kind,
+            started_at: t.started_at,
+            next_fire_at: t.next_at,
+            execution_count: t.execution_count,
+            generation: t.generation,
+        })
+    }
+
+    /// The number of running timers, updated as it changes.
+    pub fn watch_running(&self) -> watch::Receiver<usize> {
+        self.shared.running.subscribe()
+    }
+
+    /// Stops the clock: no fire starts after this returns. Fires already computed are
+    /// handed to the sink first. Idempotent.
+    pub async fn shutdown(&self) {
+        let stopped = {
+            let mut state = self.lock();
+            state.stopped = true;
+            let n = state.timers.len();
+            state.timers.clear();
+            state.queue.clear();
+            self.publish_len(&state);
+            n
+        };
+        self.shared.notify.notify_one();
+        let task = self.shared.task.lock().expect("clock task lock").take();
+        if let Some(task) = task {
+            if let Err(e) = task.await {
+                error!("The clock task failed: {e}");
+            }
+            info!(timers = stopped, "Clock stopped ({stopped} timers)");
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.shared.state.lock().expect("clock state lock")
+    }
+
+    fn publish_len(&self, state: &State) {
+        self.shared.publish_len(state);
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clock")
+            .field("sensor_ref", &self.shared.sensor_ref)
+            .field("anchor", &self.shared.anchor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn publish_len(&self, state: &State) {
+        self.publish_count(state.timers.len());
+    }
+
+    fn publish_count(&self, n: usize) {
+        self.running.send_if_modified(|current| {
+            let changed = *current != n;
+            *current = n;
+            changed
+        });
+    }
+
+    /// [`compute`](Self::compute), with a host panic turned into an error for that rule
+    /// (so a batch never loses its other fires).
+    fn compute_guarded(&self, job: &Job) -> Result<Fired, CallError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compute(job)))
+            .unwrap_or_else(|panic| Err(host_panic(panic)))
+    }
+
+    /// Computes one fire: the next tick first (so the payload can name it), then the payload.
+    fn compute(&self, job: &Job) -> Result<Fired, CallError> {
+        let fired_at = self.anchor.now();
+        // Strictly after now: a late clock fires the missed tick once and does not burst.
+        let after = job.tick.max(fired_at);
+        let next = with_retry(job.rule_id, "next-fire", || {
+            self.runtime.next_fire(&job.schedule, job.started_at, after)
+        })?;
+        let fire = Fire {
+            rule_id: job.rule_id,
+            rule_ref: job.rule_ref.to_string(),
+            trigger_ref: job.schedule.trigger_ref.clone(),
+            sensor_ref: self.sensor_ref.clone(),
+            scheduled_at: job.tick,
+            fired_at,
+            execution_count: job.execution_count,
+            next_fire_at: next,
+        };
+        let payload = with_retry(job.rule_id, "build-payload", || {
+            self.runtime.build_payload(&job.schedule, &fire)
+        })?;
+        Ok(Fired {
+            fired_at,
+            next,
+            payload,
+        })
+    }
+}
+
+/// Removes a rule's timer and its queue key.
+fn remove_timer(state: &mut State, rule_id: i64) -> Option<Timer> {
+    let timer = state.timers.remove(&rule_id)?;
+    // Absent when the fire task has taken the key: the generation check drops that fire.
+    state
+        .queue
+        .remove(&(timer.deadline, rule_id, timer.generation));
+    Some(timer)
+}
+
+/// Runs a component call; on a fault (not a refusal of the params) logs it and tries once
+/// more. The runtime has dropped the failed instance, so the retry gets a clean one.
+fn with_retry<T>(
+    rule_id: i64,
+    func: &str,
+    call: impl Fn() -> Result<T, CallError>,
+) -> Result<T, CallError> {
+    match call() {
+        Err(e) if e.as_rule_error().is_none() => {
+            warn!(
+                rule_id,
+                error = %e,
+                "Component call `{func}` failed for rule {rule_id}; retrying once on a fresh instance"
+            );
+            call()
+        }
+        result => result,
+    }
+}
+
+/// Runs `f` on every item on blocking threads, spread over up to the machine's parallelism
+/// when there are many; results come back in order.
+///
+/// Component calls must never run on an async worker thread: the WASI a component is linked
+/// with is wasmtime-wasi's synchronous one, which calls `Handle::block_on` — a panic on an
+/// async worker — whenever a component uses it (e.g. to print its own panic message).
+pub(crate) async fn map_blocking<T, R, F>(items: Vec<T>, f: F) -> Vec<R>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(T) -> R + Send + Sync + 'static,
+{
+    if items.is_empty() {
+        return Vec::new();
+    }
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .min(items.len().div_ceil(PER_THREAD));
+    let chunk = items.len().div_ceil(threads);
+    let f = Arc::new(f);
+    let mut items = items;
+    let mut handles = Vec::with_capacity(threads);
+    while !items.is_empty() {
+        let rest = items.split_off(chunk.min(items.len()));
+        let mine = std::mem::replace(&mut items, rest);
+        let f = f.clone();
+        handles.push(spawn_blocking_traced(move || {
+            mine.into_iter().map(|item| f(item)).collect::<Vec<_>>()
+        }));
+    }
+    let mut all = Vec::new();
+    for handle in handles {
+        match handle.await {
+            Ok(part) => all.extend(part),
+            // `f` guards against panics; only a cancelled runtime gets here.
+            Err(e) => error!("A blocking worker failed: {e}"),
+        }
+    }
+    all
+}
+
+/// A host panic while calling the component, as a call error.
+pub(crate) fn host_panic(panic: Box<dyn std::any::Any + Send>) -> CallError {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string());
+    CallError::Trap {
+        func: "host",
+        detail: format!("the host panicked during the call: {detail}"),
+    }
+}
+
+/// `spawn_blocking` that keeps the caller's tracing subscriber.
+pub(crate) fn spawn_blocking_traced<R: Send + 'static>(
+    f: impl FnOnce() -> R + Send + 'static,
+) -> JoinHandle<R> {
+    let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+    tokio::task::spawn_blocking(move || tracing::dispatcher::with_default(&dispatch, f))
+}
+
+/// The clock task.
+async fn run(shared: Arc<Shared>) {
+    loop {
+        let (jobs, next_deadline) = {
+            let mut state = shared.state.lock().expect("clock state lock");
+            if state.stopped {
+                break;
+            }
+            let now = Instant::now();
+            let mut jobs = Vec::new();
+            while jobs.len() < MAX_BATCH {
+                match state.queue.first() {
+                    Some(&(deadline, rule_id, generation)) if deadline <= now => {
+                        state.queue.pop_first();
+                        if let Some(t) = state.timers.get(&rule_id) {
+                            if t.generation == generation {
+                                jobs.push(Job {
+                                    rule_id,
+                                    generation,
+                                    rule_ref: t.rule_ref.clone(),
+                                    schedule: t.schedule.clone(),
+                                    started_at: t.started_at,
+                                    tick: t.next_at,
+                                    execution_count: t.execution_count + 1,
+                                });
+                            }
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            (jobs, state.queue.first().map(|key| key.0))
+        };
+        if !jobs.is_empty() {
+            fire(&shared, jobs).await;
+            continue;
+        }
+        match next_deadline {
+            Some(deadline) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => {}
+                    _ = shared.notify.notified() => {}
+                }
+            }
+            None => shared.notify.notified().await,
+        }
+    }
+    debug!("Clock task ended");
+}
+
+/// Computes a batch of due fires (without the lock), then commits them and hands the events
+/// to the sink. Large batches are spread over blocking threads.
+async fn fire(shared: &Arc<Shared>, jobs: Vec<Job>) {
+    let computing = shared.clone();
+    let outcomes = map_blocking(jobs, move |job| {
+        let result = computing.compute_guarded(&job);
+        (job, result)
+    })
+    .await;
+
+    let mut fired = Vec::with_capacity(outcomes.len());
+    let mut ended = Vec::new();
+    let mut failed = Vec::new();
+    let remaining;
+    {
+        let mut state = shared.state.lock().expect("clock state lock");
+        if state.stopped {
+            // Shutting down: fires computed before the stop are still delivered.
+            drop(state);
+            for (job, result) in outcomes {
+                if let Ok(f) = result {
+                    submit(shared, &job, f);
+                }
+            }
+            return;
+        }
+        for (job, result) in outcomes {
+            let Some(timer) = state.timers.get_mut(&job.rule_id) else {
+                continue; // stopped meanwhile
+            };
+            if timer.generation != job.generation {
+                continue; // replaced meanwhile
+            }
+            match result {
+                Ok(f) => {
+                    timer.execution_count = job.execution_count;
+                    match f.next {
+                        Some(next_at) => {
+                            let deadline = shared.anchor.instant_at(next_at);
+                            timer.next_at = next_at;
+                            timer.deadline = deadline;
+                            state.queue.insert((deadline, job.rule_id, job.generation));
+                        }
+                        None => {
+                            state.timers.remove(&job.rule_id);
+                            ended.push(job.rule_id);
+                        }
+                    }
+                    fired.push((job, f));
+                }
+                Err(e) => {
+                    state.timers.remove(&job.rule_id);
+                    failed.push((job, e));
+                }
+            }
+        }
+        remaining = state.timers.len();
+    }
+    for (job, f) in fired {
+        submit(shared, &job, f);
+    }
+    // After the events are out: whoever waits for "no timer left" sees them first.
+    shared.publish_count(remaining);
+    for rule_id in ended {
+        info!(
+            rule_id,
+            "Timer for rule {rule_id} has no further fires; it holds no timer now"
+        );
+    }
+    for (job, e) in failed {
+        error!(
+            rule_id = job.rule_id,
+            trigger_ref = %job.schedule.trigger_ref,
+            error = %e,
+            "Timer for rule {} stopped: the timer component failed twice in a row",
+            job.rule_id
+        );
+    }
+}
+
+fn submit(shared: &Shared, job: &Job, f: Fired) {
+    info!(
+        rule_id = job.rule_id,
+        trigger_ref = %job.schedule.trigger_ref,
+        execution_count = job.execution_count,
+        scheduled_at = %job.tick.to_rfc3339(),
+        delay_ms = (f.fired_at - job.tick).num_milliseconds(),
+        next_fire_at = f.next.map(|n| n.to_rfc3339()).as_deref().unwrap_or("none"),
+        "Timer fired for rule"
+    );
+    shared.sink.submit(Event {
+        rule_id: job.rule_id,
+        trigger_ref: job.schedule.trigger_ref.clone(),
+        payload: f.payload,
+        scheduled_at: job.tick,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn anchor_maps_both_ways() {
+        let utc = DateTime::parse_from_rfc3339("2026-03-26T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let anchor = Anchor {
+            utc,
+            instant: Instant::now(),
+        };
+        let later = utc + chrono::Duration::milliseconds(2500);
+        let at = anchor.instant_at(later);
+        assert_eq!(at - anchor.instant, std::time::Duration::from_millis(2500));
+        assert_eq!(anchor.utc_at(at), later);
+        tokio::time::advance(std::time::Duration::from_secs(3)).await;
+        assert_eq!(anchor.now(), utc + chrono::Duration::seconds(3));
+        // The past maps to the past (never panics).
+        let past = anchor.instant_at(utc - chrono::Duration::seconds(1));
+        assert!(past <= anchor.instant);
+    }
+}

@@ -1,0 +1,401 @@
+//! The rule table: the rules this sensor should be running, keyed by id, and the one place
+//! that decides whether a change starts, replaces, keeps or stops a rule's timer.
+//!
+//! Data flows one way: the lifecycle listener (or local mode) tells the table what is
+//! desired; the table asks the component to validate params and tells the [`Clock`] what to
+//! run. Mutations are serialised by one async lock, so a lifecycle message and a re-sync
+//! can never race each other into a duplicate or stale timer.
+//!
+//! Idempotence: a rule applied again with the same trigger ref and the same params JSON —
+//! or with params the component normalizes to the same spec — keeps its running timer:
+//! same phase, same `execution_count`. Anything else replaces the timer. A fired one-shot
+//! stays in the table without a timer, so re-applying it does not fire it again.
+//!
+//! Bad params never stop anything else: the rule is logged with the component's field and
+//! message, and that rule alone does not run until its params change.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
+use tracing::{debug, error, info, warn};
+
+use crate::clock::{host_panic, map_blocking, Clock};
+use crate::runtime::{CallError, Rule, RuleError, TimerRuntime};
+
+/// Where the authoritative list of active rules comes from (the Attune API's rules listing
+/// in the daemon). Used for snapshots after every (re)connect and to re-fetch one rule.
+pub trait RuleSource: Send + Sync + 'static {
+    /// Every enabled rule bound to one of `trigger_refs`.
+    fn active_rules<'a>(
+        &'a self,
+        trigger_refs: &'a [String],
+    ) -> BoxFuture<'a, anyhow::Result<Vec<Rule>>>;
+}
+
+/// What applying one rule did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Applied {
+    /// A timer started for a rule the table did not have.
+    Started { next_fire_at: Option<DateTime<Utc>> },
+    /// The rule's params changed: its timer was replaced (new phase, count from 0).
+    Replaced { next_fire_at: Option<DateTime<Utc>> },
+    /// Same rule as before: nothing changed.
+    Kept,
+    /// The component refused the params; the rule does not run.
+    Refused(RuleError),
+    /// The rule's trigger ref is not one this sensor is scoped to.
+    OutOfScope(String),
+    /// The component failed (not the params' fault); retried the next time it is applied.
+    Faulted(CallError),
+}
+
+impl Applied {
+    /// Whether the rule has (or keeps) a timer as a result.
+    pub fn is_running(&self) -> bool {
+        matches!(
+            self,
+            Applied::Started {
+                next_fire_at: Some(_)
+            } | Applied::Replaced {
+                next_fire_at: Some(_)
+            }
+        )
+    }
+}
+
+/// What a snapshot did, in numbers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotReport {
+    pub started: usize,
+    pub replaced: usize,
+    pub kept: usize,
+    pub stopped: usize,
+    /// Refused params, out-of-scope refs and component faults.
+    pub not_running: usize,
+    /// Timers running after the snapshot.
+    pub running: usize,
+}
+
+/// The rule table. Cheap to clone.
+#[derive(Clone)]
+pub struct RuleTable {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    clock: Clock,
+    scope: Arc<[String]>,
+    state: tokio::sync::Mutex<TableState>,
+}
+
+#[derive(Default)]
+struct TableState {
+    entries: HashMap<i64, Entry>,
+    /// Rules given at startup (`ATTUNE_SENSOR_TRIGGERS`): part of every snapshot until a
+    /// lifecycle message disables or deletes them. The API listing wins for the same id.
+    bootstrap: BTreeMap<i64, Rule>,
+}
+
+struct Entry {
+    rule: Rule,
+    outcome: Outcome,
+}
+
+/// The normalized identity of a validated rule: two rules with equal identities behave
+/// identically (the component's promise about equal specs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    trigger_ref: String,
+    spec: String,
+}
+
+enum Outcome {
+    /// Validated and started (its timer may since have ended, e.g. a fired one-shot).
+    Scheduled(Identity),
+    /// Params refused, or out of scope: stays off until the rule changes.
+    Off,
+    /// A component fault: tried again when the rule is next applied.
+    Faulted,
+}
+
+impl RuleTable {
+    /// A table that runs rules on `clock`, for the trigger refs in `scope` only.
+    pub fn new(clock: Clock, scope: Vec<String>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                clock,
+                scope: scope.into(),
+                state: tokio::sync::Mutex::new(TableState::default()),
+            }),
+        }
+    }
+
+    /// The trigger refs this table runs rules for.
+    pub fn scope(&self) -> &[String] {
+        &self.inner.scope
+    }
+
+    pub fn in_scope(&self, trigger_ref: &str) -> bool {
+        self.inner.scope.iter().any(|r| r == trigger_ref)
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// Timers running now.
+    pub fn running(&self) -> usize {
+        self.inner.clock.len()
+    }
+
+    /// Rules the table holds (running or not).
+    pub async fn len(&self) -> usize {
+        self.inner.state.lock().await.entries.len()
+    }
+
+    pub async fn is_empty(&self) -> bool {
+        self.len().await == 0
+    }
+
+    /// Sets the startup rules that every snapshot includes (see [`TableState::bootstrap`]).
+    pub async fn set_bootstrap(&self, rules: Vec<Rule>) {
+        let mut state = self.inner.state.lock().await;
+        state.bootstrap = rules.into_iter().map(|r| (r.id, r)).collect();
+    }
+
+    /// Makes the table hold exactly `rules` plus the bootstrap rules: starts the new, keeps
+    /// the unchanged, replaces the changed and stops the rest.
+    pub async fn apply_snapshot(&self, rules: Vec<Rule>) -> SnapshotReport {
+        let mut state = self.inner.state.lock().await;
+        let mut desired: Vec<Rule> = Vec::with_capacity(rules.len() + state.bootstrap.len());
+        let mut ids = HashSet::with_capacity(rules.len() + state.bootstrap.len());
+        for rule in rules {
+            if ids.insert(rule.id) {
+                desired.push(rule);
+            } else {
+                warn!(
+                    rule_id = rule.id,
+                    "Rule {} listed twice; using the first", rule.id
+                );
+            }
+        }
+        for rule in state.bootstrap.values() {
+            if ids.insert(rule.id) {
+                desired.push(rule.clone());
+            }
+        }
+        let gone: Vec<i64> = state
+            .entries
+            .keys()
+            .filter(|id| !ids.contains(id))
+            .copied()
+            .collect();
+        let mut report = SnapshotReport::default();
+        for id in gone {
+            state.entries.remove(&id);
+            if self.inner.clock.stop(id) {
+                info!(
+                    rule_id = id,
+                    "Timer stopped for rule {id}: no longer active"
+                );
+            }
+            report.stopped += 1;
+        }
+        for (_, applied) in self.apply_locked(&mut state, desired).await {
+            match applied {
+                Applied::Started { .. } => report.started += 1,
+                Applied::Replaced { .. } => report.replaced += 1,
+                Applied::Kept => report.kept += 1,
+                _ => report.not_running += 1,
+            }
+        }
+        report.running = self.inner.clock.len();
+        report
+    }
+
+    /// Starts, keeps or replaces one rule (a rule created or enabled with params).
+    pub async fn upsert(&self, rule: Rule) -> Applied {
+        let mut state = self.inner.state.lock().await;
+        self.apply_locked(&mut state, vec![rule])
+            .await
+            .pop()
+            .map(|(_, applied)| applied)
+            .unwrap_or(Applied::Kept)
+    }
+
+    /// Forgets a rule and stops its timer (a rule disabled or deleted). Also drops it from
+    /// the bootstrap rules. `true` when a timer was running.
+    pub async fn remove(&self, rule_id: i64) -> bool {
+        let mut state = self.inner.state.lock().await;
+        state.entries.remove(&rule_id);
+        state.bootstrap.remove(&rule_id);
+        let stopped = self.inner.clock.stop(rule_id);
+        if stopped {
+            info!(rule_id, "Timer stopped for rule {rule_id}");
+        } else {
+            debug!(rule_id, "No timer found for rule {rule_id}");
+        }
+        stopped
+    }
+
+    /// Applies rules under the table lock: decides which need the component, runs those
+    /// calls on blocking threads (several when there are many), then records the outcomes.
+    async fn apply_locked(&self, state: &mut TableState, rules: Vec<Rule>) -> Vec<(i64, Applied)> {
+        let mut results = Vec::with_capacity(rules.len());
+        let mut work = Vec::new();
+        for rule in rules {
+            match state.entries.get(&rule.id) {
+                Some(entry)
+                    if entry.rule.trigger_ref == rule.trigger_ref
+                        && entry.rule.trigger_params == rule.trigger_params
+                        && !matches!(entry.outcome, Outcome::Faulted) =>
+                {
+                    debug!(
+                        rule_id = rule.id,
+                        "Rule {} unchanged; keeping its timer", rule.id
+                    );
+                    results.push((rule.id, Applied::Kept));
+                }
+                Some(entry) => {
+                    let previous = match &entry.outcome {
+                        Outcome::Scheduled(identity) => Some(identity.clone()),
+                        _ => None,
+                    };
+                    work.push((rule, previous, true));
+                }
+                None => work.push((rule, None, false)),
+            }
+        }
+        if work.is_empty() {
+            return results;
+        }
+        let ctx = Ctx {
+            clock: self.inner.clock.clone(),
+            scope: self.inner.scope.clone(),
+        };
+        let evaluated = map_blocking(work, move |item| ctx.apply_guarded(item)).await;
+        for (rule, outcome, applied) in evaluated {
+            let id = rule.id;
+            state.entries.insert(id, Entry { rule, outcome });
+            results.push((id, applied));
+        }
+        results
+    }
+}
+
+impl std::fmt::Debug for RuleTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleTable")
+            .field("scope", &self.inner.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a worker needs to apply rules; no table state (that is updated afterwards).
+#[derive(Clone)]
+struct Ctx {
+    clock: Clock,
+    scope: Arc<[String]>,
+}
+
+impl Ctx {
+    fn runtime(&self) -> &TimerRuntime {
+        self.clock.runtime()
+    }
+
+    /// [`apply`](Self::apply), with a host panic turned into a fault of that rule.
+    fn apply_guarded(&self, item: (Rule, Option<Identity>, bool)) -> (Rule, Outcome, Applied) {
+        let rule = item.0.clone();
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply(item))).unwrap_or_else(
+            |panic| {
+                let fault = host_panic(panic);
+                self.stop_old(rule.id);
+                error!(rule_id = rule.id, error = %fault, "Cannot start the timer for rule {}: {fault}", rule.id);
+                (rule, Outcome::Faulted, Applied::Faulted(fault))
+            },
+        )
+    }
+
+    /// Validates one rule and starts, keeps, replaces or stops its timer. Component calls:
+    /// runs on a blocking thread.
+    fn apply(
+        &self,
+        (rule, previous, existed): (Rule, Option<Identity>, bool),
+    ) -> (Rule, Outcome, Applied) {
+        let id = rule.id;
+        let now = self.clock.now();
+        let validated = self.runtime().validate(&rule, now).or_else(|e| match e {
+            CallError::Rule(_) => Err(e),
+            fault => {
+                warn!(rule_id = id, error = %fault, "Validating rule {id} failed; retrying once on a fresh instance");
+                self.runtime().validate(&rule, now)
+            }
+        });
+        let schedule = match validated {
+            Ok(schedule) => schedule,
+            Err(CallError::Rule(refusal)) => {
+                self.stop_old(id);
+                error!(
+                    rule_id = id,
+                    field = refusal.field.as_deref().unwrap_or(""),
+                    error = %refusal.message,
+                    "Invalid trigger params for rule {id}: {refusal}; this rule will not run"
+                );
+                return (rule, Outcome::Off, Applied::Refused(refusal));
+            }
+            Err(fault) => {
+                self.stop_old(id);
+                error!(rule_id = id, error = %fault, "Cannot start the timer for rule {id}: {fault}");
+                return (rule, Outcome::Faulted, Applied::Faulted(fault));
+            }
+        };
+        if !self.scope.contains(&schedule.trigger_ref) {
+            self.stop_old(id);
+            warn!(
+                rule_id = id,
+                trigger_ref = %schedule.trigger_ref,
+                "Rule {id} has trigger ref {}, which this sensor is not scoped to; not running it",
+                schedule.trigger_ref
+            );
+            let trigger_ref = schedule.trigger_ref;
+            return (rule, Outcome::Off, Applied::OutOfScope(trigger_ref));
+        }
+        let identity = Identity {
+            trigger_ref: schedule.trigger_ref.clone(),
+            spec: schedule.spec.clone(),
+        };
+        if previous.as_ref() == Some(&identity) {
+            debug!(
+                rule_id = id,
+                "Rule {id} normalizes to the same schedule; keeping its timer"
+            );
+            return (rule, Outcome::Scheduled(identity), Applied::Kept);
+        }
+        match self.clock.start(id, &rule.r#ref, schedule) {
+            Ok(next_fire_at) => {
+                let applied = if existed {
+                    Applied::Replaced { next_fire_at }
+                } else {
+                    Applied::Started { next_fire_at }
+                };
+                (rule, Outcome::Scheduled(identity), applied)
+            }
+            Err(fault) => {
+                self.stop_old(id);
+                error!(rule_id = id, error = %fault, "Cannot start the timer for rule {id}: {fault}");
+                (rule, Outcome::Faulted, Applied::Faulted(fault))
+            }
+        }
+    }
+
+    fn stop_old(&self, rule_id: i64) {
+        if self.clock.stop(rule_id) {
+            info!(
+                rule_id,
+                "Timer stopped for rule {rule_id}: its new params cannot run"
+            );
+        }
+    }
+}

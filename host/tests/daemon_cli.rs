@@ -1,0 +1,197 @@
+//! The daemon through the real binary: `--help`, configuration errors, and a run against
+//! the fake API and the real RabbitMQ that ends with SIGTERM or SIGINT.
+
+#[path = "support/daemon.rs"]
+mod daemon_support;
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use daemon_support::test_env;
+use support::fake_api::{FakeApi, FakeOptions};
+
+const BIN: &str = env!("CARGO_BIN_EXE_attune-core-timer-sensor");
+
+/// A command with none of the test process's ATTUNE_* variables.
+fn bare() -> Command {
+    let mut cmd = Command::new(BIN);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("ATTUNE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+#[test]
+fn help_documents_every_setting() {
+    let out = bare().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "--stdin-config",
+        "-l, --log-level",
+        "--log-format",
+        "--component",
+        "ATTUNE_TIMER_COMPONENT",
+        "--rules",
+        "--sink",
+        "check",
+        "ATTUNE_API_URL",
+        "ATTUNE_API_TOKEN",
+        "ATTUNE_SENSOR_REF",
+        "ATTUNE_MQ_URL",
+        "ATTUNE_MQ_EXCHANGE",
+        "default: attune",
+        "ATTUNE_LOG_LEVEL",
+        "default: info",
+        "ATTUNE_LOG_FORMAT",
+        "default: json",
+        "ATTUNE_SENSOR_TRIGGERS",
+        "ATTUNE_TIMER_MAX_MEMORY_MB",
+        "ATTUNE_TIMER_CALL_DEADLINE_MS",
+        "ATTUNE_TIMER_MAX_PAYLOAD_BYTES",
+        "ATTUNE_TIMER_CACHE_DIR",
+        "SIGTERM",
+    ] {
+        assert!(
+            help.contains(needle),
+            "--help does not mention {needle}:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn configuration_errors_go_to_stderr_with_a_non_zero_exit() {
+    let out = bare().output().unwrap();
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "Error: ATTUNE_API_URL environment variable is required"
+    );
+
+    let out = bare()
+        .envs([
+            ("ATTUNE_API_URL", "ftp://x"),
+            ("ATTUNE_API_TOKEN", "t"),
+            ("ATTUNE_SENSOR_REF", "core.timer_sensor"),
+            ("ATTUNE_MQ_URL", "amqp://localhost"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("api_url must start with http:// or https://"));
+
+    let mut child = bare()
+        .arg("--stdin-config")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"{not json").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("Failed to parse JSON configuration from stdin"));
+}
+
+/// Runs the binary until it logs readiness, sends `sig`, and checks a clean exit.
+fn run_until_signal(sig: &str) {
+    let api = FakeApi::start(FakeOptions::default());
+    api.add_rule(1, "core.intervaltimer", json!({"interval": 1}), true);
+    let env = test_env(&api, &[]);
+    // Deletes the daemon's queue and exchange when the test ends, however it ends.
+    struct Cleanup(String, String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            daemon_support::delete_now(self.0.clone(), self.1.clone());
+        }
+    }
+    let _cleanup = Cleanup(
+        format!("sensor.{}", env["ATTUNE_SENSOR_REF"]),
+        env["ATTUNE_MQ_EXCHANGE"].clone(),
+    );
+    let mut child = bare()
+        .envs(&env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            let _ = tx.send(line.clone());
+            all.push(line);
+        }
+        all
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the daemon logs readiness");
+        if line.contains("Timer sensor ready") {
+            break;
+        }
+    }
+    // Let the rule fire once.
+    let fired = Instant::now();
+    while api.events().is_empty() {
+        assert!(fired.elapsed() < Duration::from_secs(5), "the rule fired");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            fired.elapsed() < Duration::from_secs(20),
+            "exited after {sig}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let lines = reader.join().unwrap();
+    let log = lines.join("\n");
+    assert!(exit.success(), "exit 0 after {sig}: {exit}\n{log}");
+    for needle in [
+        "Starting Attune Timer Sensor",
+        "API connectivity verified",
+        "Shutdown signal received",
+        "Shutting down",
+        "Timer sensor has shut down gracefully",
+    ] {
+        assert!(log.contains(needle), "no {needle:?} in\n{log}");
+    }
+    assert!(
+        !log.contains(&env["ATTUNE_API_TOKEN"]),
+        "the token is never logged"
+    );
+    for line in &lines {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+    }
+}
+
+#[test]
+fn sigterm_stops_the_daemon_cleanly() {
+    run_until_signal("-TERM");
+}
+
+#[test]
+fn sigint_stops_the_daemon_cleanly() {
+    run_until_signal("-INT");
+}

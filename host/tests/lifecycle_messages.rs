@@ -1,0 +1,400 @@
+//! Rule-lifecycle messages over the real RabbitMQ (127.0.0.1:5672, guest/guest), into a
+//! daemon running in-process against the fake Attune API. Each test has its own exchange
+//! and queue, deleted at the end. Real time: each test takes a few seconds at most.
+
+#[path = "support/daemon.rs"]
+mod daemon_support;
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use daemon_support::{envelope, flat, TestDaemon};
+use support::fake_api::{FakeApi, FakeOptions, LogCapture};
+
+/// Polls `cond` every 20 ms for up to `within`.
+async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn every(seconds: u64) -> Value {
+    json!({"interval": seconds, "unit": "seconds"})
+}
+
+/// The payload of a created/enabled message for an interval rule.
+fn rule_payload(id: i64, params: Option<Value>) -> Value {
+    let mut p = json!({
+        "rule_id": id, "rule_ref": format!("test.rule_{id}"), "trigger_id": 3,
+        "trigger_ref": "core.intervaltimer", "action_id": 5, "action_ref": "core.echo",
+        "enabled": true,
+    });
+    if let Some(params) = params {
+        p["trigger_params"] = params;
+    }
+    p
+}
+
+#[tokio::test]
+async fn every_lifecycle_message_in_both_shapes() {
+    let api = FakeApi::start(FakeOptions::default());
+    let d = TestDaemon::start(&api, &[]).await;
+    let clock = d.clock.clone();
+
+    // API envelopes, with the message_type spellings the platform has used.
+    d.publish(
+        "rule.created",
+        &envelope("RuleCreated", rule_payload(1, Some(every(3600)))),
+    )
+    .await;
+    d.publish(
+        "rule.enabled",
+        &envelope("rule_enabled", rule_payload(2, Some(every(3600)))),
+    )
+    .await;
+    let mut disabled = rule_payload(3, Some(every(3600)));
+    disabled["enabled"] = json!(false);
+    d.publish("rule.created", &envelope("rule.created", disabled))
+        .await;
+    assert!(eventually(WAIT, || clock.contains(1) && clock.contains(2)).await);
+    d.publish(
+        "rule.disabled",
+        &envelope(
+            "RuleDisabled",
+            json!({"rule_id": 1, "rule_ref": "test.rule_1", "trigger_ref": "core.intervaltimer"}),
+        ),
+    )
+    .await;
+    d.publish("rule.deleted", &envelope("rule.deleted", json!({"rule_id": 2, "rule_ref": "test.rule_2", "trigger_id": 3, "trigger_ref": "core.intervaltimer"}))).await;
+    assert!(eventually(WAIT, || !clock.contains(1) && !clock.contains(2)).await);
+    assert!(!clock.contains(3), "created disabled: nothing starts");
+
+    // The flat schema (`event_type`, `trigger_type`).
+    let params = every(3600);
+    d.publish("rule.created", &flat("RuleCreated", json!({"rule_id": 11, "rule_ref": "r11", "trigger_type": "core.intervaltimer", "trigger_params": params, "enabled": true}))).await;
+    d.publish("rule.enabled", &flat("rule.enabled", json!({"rule_id": 12, "rule_ref": "r12", "trigger_type": "core.crontimer", "trigger_params": {"expression": "0 0 * * * *"}}))).await;
+    d.publish("rule.created", &flat("rule_created", json!({"rule_id": 13, "rule_ref": "r13", "trigger_type": "core.intervaltimer", "trigger_params": params, "enabled": false}))).await;
+    assert!(eventually(WAIT, || clock.contains(11) && clock.contains(12)).await);
+    assert_eq!(clock.timer(12).unwrap().trigger_ref, "core.crontimer");
+    d.publish(
+        "rule.disabled",
+        &flat(
+            "RuleDisabled",
+            json!({"rule_id": 11, "rule_ref": "r11", "trigger_type": "core.intervaltimer"}),
+        ),
+    )
+    .await;
+    d.publish(
+        "rule.deleted",
+        &flat(
+            "RuleDeleted",
+            json!({"rule_id": 12, "rule_ref": "r12", "trigger_type": "core.crontimer"}),
+        ),
+    )
+    .await;
+    assert!(eventually(WAIT, || !clock.contains(11) && !clock.contains(12)).await);
+    assert!(!clock.contains(13));
+    assert!(clock.is_empty());
+    d.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn disabled_and_deleted_rules_stop_firing() {
+    let api = FakeApi::start(FakeOptions::default());
+    let d = TestDaemon::start(&api, &[]).await;
+    for id in [21, 22, 23] {
+        d.publish(
+            "rule.created",
+            &envelope("RuleCreated", rule_payload(id, Some(every(1)))),
+        )
+        .await;
+    }
+    let fired = |api: &FakeApi, id: i64| {
+        api.events()
+            .iter()
+            .filter(|e| e.body["trigger_instance_id"] == format!("rule_{id}"))
+            .count()
+    };
+    assert!(eventually(WAIT, || [21, 22, 23].iter().all(|&id| fired(&api, id) >= 1)).await);
+    d.publish(
+        "rule.disabled",
+        &envelope(
+            "RuleDisabled",
+            json!({"rule_id": 21, "trigger_ref": "core.intervaltimer"}),
+        ),
+    )
+    .await;
+    d.publish(
+        "rule.deleted",
+        &envelope(
+            "RuleDeleted",
+            json!({"rule_id": 22, "trigger_ref": "core.intervaltimer"}),
+        ),
+    )
+    .await;
+    assert!(eventually(WAIT, || !d.clock.contains(21) && !d.clock.contains(22)).await);
+    let (n21, n22, n23) = (fired(&api, 21), fired(&api, 22), fired(&api, 23));
+    // Two more seconds: rule 23 fires twice more, 21 and 22 never again. (An event already
+    // handed to the outbox when the stop arrived may still land: allow one.)
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(fired(&api, 21) <= n21 + 1 && fired(&api, 22) <= n22 + 1);
+    assert!(fired(&api, 23) >= n23 + 2);
+    // Events carry what the API expects.
+    let e = api
+        .events()
+        .into_iter()
+        .find(|e| e.body["trigger_instance_id"] == "rule_23")
+        .unwrap();
+    assert_eq!(e.body["trigger_ref"], "core.intervaltimer");
+    assert_eq!(e.body["payload"]["type"], "interval");
+    assert_eq!(e.body["payload"]["interval_seconds"], 1);
+    d.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn identical_reapply_keeps_phase_and_new_params_replace() {
+    let api = FakeApi::start(FakeOptions::default());
+    let d = TestDaemon::start(&api, &[]).await;
+    let clock = d.clock.clone();
+    d.publish(
+        "rule.created",
+        &envelope("RuleCreated", rule_payload(31, Some(every(1)))),
+    )
+    .await;
+    assert!(
+        eventually(WAIT, || clock
+            .timer(31)
+            .is_some_and(|t| t.execution_count >= 1))
+        .await
+    );
+    let before = clock.timer(31).unwrap();
+
+    // The same params again, in every form the platform may send them.
+    d.publish(
+        "rule.created",
+        &envelope("RuleCreated", rule_payload(31, Some(every(1)))),
+    )
+    .await;
+    d.publish(
+        "rule.enabled",
+        &envelope("RuleEnabled", rule_payload(31, Some(every(1)))),
+    )
+    .await;
+    d.publish("rule.enabled", &flat("RuleEnabled", json!({"rule_id": 31, "rule_ref": "test.rule_31", "trigger_type": "core.intervaltimer", "trigger_params": every(1)}))).await;
+    assert!(d.drained(WAIT).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = clock.timer(31).unwrap();
+    assert_eq!(after.generation, before.generation, "same timer");
+    assert_eq!(after.started_at, before.started_at, "same phase");
+    assert!(
+        after.execution_count >= before.execution_count,
+        "count not reset"
+    );
+
+    // A params-only edit of an enabled rule arrives as one rule.enabled: it replaces.
+    d.publish(
+        "rule.enabled",
+        &envelope("RuleEnabled", rule_payload(31, Some(every(7)))),
+    )
+    .await;
+    assert!(
+        eventually(WAIT, || clock
+            .timer(31)
+            .is_some_and(|t| t.generation != before.generation))
+        .await
+    );
+    let replaced = clock.timer(31).unwrap();
+    assert_eq!(replaced.execution_count, 0);
+    assert!(replaced.started_at > before.started_at);
+    d.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn malformed_messages_are_acked_and_the_consumer_carries_on() {
+    let (logs, _guard) = LogCapture::start("info");
+    let api = FakeApi::start(FakeOptions::default());
+    let d = TestDaemon::start(&api, &[]).await;
+    d.publish_raw("rule.created", b"this is not json").await;
+    d.publish_raw("rule.created", b"[1, 2, 3]").await;
+    d.publish_raw("rule.created", b"{\"hello\": \"world\"}")
+        .await;
+    d.publish("rule.created", &json!({"message_type": "RuleCreated"}))
+        .await;
+    d.publish(
+        "rule.created",
+        &envelope(
+            "RuleCreated",
+            json!({"rule_id": "forty-two", "trigger_params": {"password": "hunter2"}}),
+        ),
+    )
+    .await;
+    d.publish(
+        "rule.enabled",
+        &envelope("RuleUpdated", rule_payload(41, Some(every(3600)))),
+    )
+    .await;
+    // Params the component refuses: logged with the component's own message (which, like
+    // the platform's, may quote the params), acked, nothing else affected.
+    d.publish(
+        "rule.created",
+        &envelope(
+            "RuleCreated",
+            rule_payload(42, Some(json!({"interval": "often"}))),
+        ),
+    )
+    .await;
+    // And then a good one.
+    d.publish(
+        "rule.created",
+        &envelope("RuleCreated", rule_payload(43, Some(every(3600)))),
+    )
+    .await;
+    assert!(
+        eventually(WAIT, || d.clock.contains(43)).await,
+        "the consumer carried on"
+    );
+    assert!(
+        d.drained(WAIT).await,
+        "every message was acked (none left or requeued)"
+    );
+    assert!(!d.clock.contains(41) && !d.clock.contains(42));
+    let text = logs.text();
+    let leaks: Vec<&str> = text.lines().filter(|l| l.contains("hunter2")).collect();
+    assert!(
+        leaks.is_empty(),
+        "a malformed message's params are never logged: {leaks:#?}"
+    );
+    assert_eq!(
+        logs.with_message("Dropping a malformed rule lifecycle message: the body is not JSON")
+            .len(),
+        1
+    );
+    let dropped = text
+        .matches("Dropping a malformed rule lifecycle message")
+        .count();
+    assert_eq!(dropped, 5, "{text}");
+    let refused = logs
+        .lines()
+        .into_iter()
+        .filter(|l| l["rule_id"] == 42 && l["level"] == "ERROR")
+        .count();
+    assert_eq!(refused, 1, "the refused rule is logged with its id");
+    d.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn refs_out_of_scope_are_ignored() {
+    let api = FakeApi::start(FakeOptions::default());
+    let now = support::fake_api::now_unix();
+    let token =
+        support::fake_api::make_jwt(now + 3600, now, Some(&["core.crontimer", "core.webhook"]));
+    let d = TestDaemon::start(&api, &[("ATTUNE_API_TOKEN", &token)]).await;
+    assert_eq!(d.rules.scope(), ["core.crontimer"]);
+    d.publish(
+        "rule.created",
+        &envelope("RuleCreated", rule_payload(51, Some(every(1)))),
+    )
+    .await;
+    d.publish("rule.created", &envelope("RuleCreated", json!({"rule_id": 52, "rule_ref": "w", "trigger_ref": "core.webhook", "trigger_params": {}, "enabled": true}))).await;
+    d.publish("rule.created", &envelope("RuleCreated", json!({"rule_id": 53, "rule_ref": "c", "trigger_ref": "core.crontimer", "trigger_params": {"expression": "0 0 * * * *"}, "enabled": true}))).await;
+    assert!(eventually(WAIT, || d.clock.contains(53)).await);
+    assert!(d.drained(WAIT).await);
+    assert!(!d.clock.contains(51) && !d.clock.contains(52));
+    d.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_enable_without_params_is_fetched_from_the_api() {
+    let (logs, _guard) = LogCapture::start("info");
+    let api = FakeApi::start(FakeOptions::default());
+    let d = TestDaemon::start(&api, &[]).await;
+    // Rule 61 exists (enabled) in the API; 62 does not.
+    api.add_rule(61, "core.intervaltimer", every(3600), true);
+    d.publish(
+        "rule.enabled",
+        &envelope("RuleEnabled", rule_payload(61, None)),
+    )
+    .await;
+    d.publish(
+        "rule.created",
+        &envelope("RuleCreated", rule_payload(62, None)),
+    )
+    .await;
+    assert!(
+        eventually(WAIT, || d.clock.contains(61)).await,
+        "fetched, not dropped"
+    );
+    assert!(d.drained(WAIT).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!d.clock.contains(62));
+    assert_eq!(
+        logs.text()
+            .matches("was enabled without trigger_params")
+            .count(),
+        2,
+        "said clearly"
+    );
+    d.stop().await.unwrap();
+}
+
+/// The broker closes the daemon's connection mid-run. The daemon reconnects (after 1 s) and
+/// re-syncs from the REST listing, so a rule created and one deleted while it was
+/// disconnected (their messages lost) are picked up; then it consumes again.
+#[tokio::test]
+async fn reconnects_and_resyncs_after_the_broker_closes_the_connection() {
+    let api = FakeApi::start(FakeOptions::default());
+    api.add_rule(71, "core.intervaltimer", every(3600), true);
+    api.add_rule(72, "core.intervaltimer", every(3600), true);
+    let d = TestDaemon::start(&api, &[]).await;
+    assert!(d.clock.contains(71) && d.clock.contains(72));
+    let kept_generation = d.clock.timer(72).unwrap().generation;
+    let name = d.connection_name();
+    let broker_name = daemon_support::broker_connection(&name)
+        .unwrap_or_else(|| panic!("the broker lists no connection named {name:?}"));
+
+    daemon_support::close_from_broker(&broker_name);
+    // Changed while disconnected, with no message: only a re-sync can see these.
+    api.add_rule(
+        73,
+        "core.crontimer",
+        json!({"expression": "0 0 * * * *"}),
+        true,
+    );
+    api.remove_rule(71);
+    let listings_before = api.requests_to("/api/v1/rules").len();
+
+    assert!(
+        eventually(Duration::from_secs(8), || d.clock.contains(73)
+            && !d.clock.contains(71))
+        .await,
+        "re-synced after reconnecting"
+    );
+    assert!(api.requests_to("/api/v1/rules").len() > listings_before);
+    assert_eq!(
+        d.clock.timer(72).unwrap().generation,
+        kept_generation,
+        "unchanged rules keep their timer"
+    );
+    let again = daemon_support::broker_connection(&name).expect("a new connection");
+    assert_ne!(again, broker_name);
+
+    // Consuming again.
+    d.publish(
+        "rule.created",
+        &envelope("RuleCreated", rule_payload(74, Some(every(3600)))),
+    )
+    .await;
+    assert!(eventually(WAIT, || d.clock.contains(74)).await);
+    d.stop().await.unwrap();
+}

@@ -1,0 +1,257 @@
+//! Local mode, through the real binary: `attune-core-timer-sensor --rules FILE`.
+//!
+//! Timing tolerances are generous on purpose. The checks that matter are made on the
+//! events' own timestamps (spacing of interval fires, delay of cron and one-shot fires),
+//! which do not depend on how fast the process starts; only "the line was printed promptly"
+//! compares with the test's clock. CI machines here have 2 cores shared with other test
+//! binaries, so a scheduling hiccup of a few hundred ms must not fail the test, while a
+//! clock that drifts or fires a second late still does.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_attune-core-timer-sensor");
+
+fn spawn_local(rules: &Path) -> Child {
+    Command::new(BIN)
+        .arg("--rules")
+        .arg(rules)
+        .args(["--sink", "stdout", "--log-format", "json"])
+        .env_remove("ATTUNE_TIMER_COMPONENT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the sensor binary")
+}
+
+/// Reads stdout lines on a thread, each with the wall time it arrived.
+fn read_lines(child: &mut Child) -> mpsc::Receiver<(DateTime<Utc>, Value)> {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let value: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+            if tx.send((Utc::now(), value)).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Collects stderr on a thread (so a full pipe never blocks the process).
+fn collect_stderr(child: &mut Child) -> std::thread::JoinHandle<String> {
+    let mut stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        use std::io::Read;
+        stderr.read_to_string(&mut text).unwrap();
+        text
+    })
+}
+
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("the sensor did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn time(v: &Value, key: &str) -> DateTime<Utc> {
+    let text = v["payload"][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no payload.{key} in {v}"));
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn ms(d: chrono::Duration) -> i64 {
+    d.num_milliseconds()
+}
+
+#[test]
+fn prints_events_on_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.json");
+    std::fs::write(
+        &rules,
+        r#"[
+          {"id": 1, "ref": "t.every1s", "trigger_ref": "core.intervaltimer", "trigger_params": {"interval": 1}},
+          {"id": 2, "ref": "t.once", "trigger_ref": "core.datetimetimer", "trigger_params": {"fire_at": "+1500ms"}},
+          {"id": 3, "ref": "t.cron", "trigger_params": {"expression": "* * * * * *", "timezone": "Europe/Berlin"}}
+        ]"#,
+    )
+    .unwrap();
+    let mut child = spawn_local(&rules);
+    let lines = read_lines(&mut child);
+    let stderr = collect_stderr(&mut child);
+    std::thread::sleep(Duration::from_millis(3600));
+    signal(&child, "-TERM");
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    let stderr = stderr.join().unwrap();
+    assert!(status.success(), "exit 0 after SIGTERM: {status}\n{stderr}");
+    assert!(stderr.contains("Shutting down"), "{stderr}");
+    let events: Vec<(DateTime<Utc>, Value)> = lines.iter().collect();
+
+    for (_, e) in &events {
+        let id = e["trigger_instance_id"].as_str().unwrap();
+        assert!(["rule_1", "rule_2", "rule_3"].contains(&id), "{e}");
+        assert!(
+            e["payload"].is_object() && e["trigger_ref"].is_string(),
+            "{e}"
+        );
+    }
+    let of = |id: &str| -> Vec<&(DateTime<Utc>, Value)> {
+        events
+            .iter()
+            .filter(|(_, e)| e["trigger_instance_id"] == id)
+            .collect()
+    };
+
+    // Interval, every second: about 3 fires in 3.6 s (startup takes part of the time).
+    let interval = of("rule_1");
+    assert!((2..=4).contains(&interval.len()), "{interval:?}");
+    let first = time(&interval[0].1, "fired_at");
+    for (k, (arrived, e)) in interval.iter().enumerate() {
+        assert_eq!(e["trigger_ref"], "core.intervaltimer");
+        assert_eq!(e["payload"]["execution_count"], k as u64 + 1);
+        let fired = time(e, "fired_at");
+        // Drift-free: fire k+1 is k seconds after fire 1, give or take scheduling (±150 ms).
+        let off = ms(fired - first) - 1000 * k as i64;
+        assert!(off.abs() <= 150, "fire {} is {off} ms off its tick", k + 1);
+        // Printed promptly (≤ 500 ms after the fire).
+        assert!(
+            ms(*arrived - fired) <= 500,
+            "printed {} ms late",
+            ms(*arrived - fired)
+        );
+    }
+
+    // One-shot: exactly once, on time.
+    let once = of("rule_2");
+    assert_eq!(once.len(), 1, "{once:?}");
+    assert_eq!(once[0].1["payload"]["type"], "one_shot");
+    let delay = once[0].1["payload"]["delay_ms"].as_i64().unwrap();
+    assert!((0..=250).contains(&delay), "one-shot fired {delay} ms late");
+
+    // Cron every second (trigger ref inferred): on whole seconds, on time.
+    let cron = of("rule_3");
+    assert!((2..=4).contains(&cron.len()), "{cron:?}");
+    for (_, e) in &cron {
+        assert_eq!(e["trigger_ref"], "core.crontimer");
+        let scheduled = time(e, "scheduled_at");
+        assert_eq!(
+            scheduled.timestamp_subsec_nanos(),
+            0,
+            "ticks are whole seconds"
+        );
+        let late = ms(time(e, "fired_at") - scheduled);
+        assert!((0..=250).contains(&late), "cron fired {late} ms late");
+        assert_eq!(ms(time(e, "next_fire_at") - scheduled), 1000);
+    }
+}
+
+#[test]
+fn exits_by_itself_when_no_timer_is_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.json");
+    std::fs::write(
+        &rules,
+        r#"[{"id": 9, "trigger_params": {"fire_at": "+500ms", "timezone": "Europe/Berlin"}}]"#,
+    )
+    .unwrap();
+    let mut child = spawn_local(&rules);
+    let lines = read_lines(&mut child);
+    let stderr = collect_stderr(&mut child);
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    let stderr = stderr.join().unwrap();
+    assert!(status.success(), "{status}\n{stderr}");
+    assert!(stderr.contains("No timer left to run"), "{stderr}");
+    let events: Vec<Value> = lines.iter().map(|(_, v)| v).collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["trigger_ref"], "core.datetimetimer");
+    assert_eq!(events[0]["trigger_instance_id"], "rule_9");
+}
+
+#[test]
+fn bad_rules_files_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.json");
+    let mut child = spawn_local(&missing);
+    let stderr = collect_stderr(&mut child);
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    assert!(!status.success());
+    assert!(stderr
+        .join()
+        .unwrap()
+        .contains("cannot read the rules file"));
+
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"[{"id": 1, "trigger_ref": "core.intervaltimer", "trigger_params": {"interval": 0}}]"#,
+    )
+    .unwrap();
+    let mut child = spawn_local(&bad);
+    let stderr = collect_stderr(&mut child);
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    assert!(!status.success());
+    let stderr = stderr.join().unwrap();
+    assert!(
+        stderr.contains("none of the 1 rules is running"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Invalid trigger params for rule 1"),
+        "{stderr}"
+    );
+}
+
+/// `examples/rules.json` stays honest: every rule in it starts.
+#[tokio::test]
+async fn the_example_rules_all_start() {
+    use attune_timer::clock::Clock;
+    use attune_timer::event::{Event, EventSink};
+    use attune_timer::rules::RuleTable;
+    use std::sync::Arc;
+
+    struct Drop_;
+    impl EventSink for Drop_ {
+        fn submit(&self, _: Event) {}
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rules.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let rules = attune_timer::local::load_rules(&text, Utc::now()).unwrap();
+    let runtime = Arc::new(attune_timer::runtime::TimerRuntime::embedded().unwrap());
+    let refs = runtime.info().trigger_refs.clone();
+    let clock = Clock::spawn(runtime, Arc::new(Drop_), "core.timer_sensor".into());
+    let table = RuleTable::new(clock.clone(), refs);
+    let report = table.apply_snapshot(rules.clone()).await;
+    assert_eq!(report.running, rules.len(), "{report:?}");
+    clock.shutdown().await;
+}
