@@ -45,7 +45,9 @@ fn fire(schedule: &Schedule, at: DateTime<Utc>) -> Fire {
 
 /// An ordinary rule still works: the pool recovered from whatever happened before.
 fn assert_ordinary_rule_works(rt: &TimerRuntime) {
-    let schedule = rt.validate(&rule(99, json!({"interval": 5})), now()).unwrap();
+    let schedule = rt
+        .validate(&rule(99, json!({"interval": 5})), now())
+        .unwrap();
     let next = rt.next_fire(&schedule, now(), now()).unwrap();
     assert_eq!(next, Some(now() + chrono::Duration::seconds(5)));
 }
@@ -55,17 +57,41 @@ fn a_trap_fails_that_call_only_and_the_next_call_works() {
     let rt = runtime(Limits::default());
     assert_ordinary_rule_works(&rt);
     let err = rt
-        .validate(&rule(1, json!({"interval": 5, "hostile": "trap-validate"})), now())
+        .validate(
+            &rule(1, json!({"interval": 5, "hostile": "trap-validate"})),
+            now(),
+        )
         .unwrap_err();
-    assert!(matches!(err, CallError::Trap { func: "validate", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            CallError::Trap {
+                func: "validate",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_ordinary_rule_works(&rt);
 
     let schedule = rt
-        .validate(&rule(2, json!({"interval": 5, "hostile": "trap-next"})), now())
+        .validate(
+            &rule(2, json!({"interval": 5, "hostile": "trap-next"})),
+            now(),
+        )
         .unwrap();
     for _ in 0..3 {
         let err = rt.next_fire(&schedule, now(), now()).unwrap_err();
-        assert!(matches!(err, CallError::Trap { func: "next-fire", .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                CallError::Trap {
+                    func: "next-fire",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         assert_ordinary_rule_works(&rt);
     }
 }
@@ -79,20 +105,49 @@ fn an_infinite_loop_is_interrupted_at_the_deadline() {
     let rt = runtime(limits);
     let started = Instant::now();
     let err = rt
-        .validate(&rule(1, json!({"interval": 5, "hostile": "loop-validate"})), now())
+        .validate(
+            &rule(1, json!({"interval": 5, "hostile": "loop-validate"})),
+            now(),
+        )
         .unwrap_err();
     let took = started.elapsed();
-    assert!(matches!(err, CallError::Deadline { func: "validate", deadline_ms: 50 }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            CallError::Deadline {
+                func: "validate",
+                deadline_ms: 50
+            }
+        ),
+        "{err:?}"
+    );
     // Epoch ticks are 10 ms: the call stops a tick or so past its deadline. A full second
     // leaves room for a loaded CI machine while still proving the loop did not run on.
-    assert!(took < Duration::from_secs(1), "interrupted only after {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "interrupted only after {took:?}"
+    );
     assert_ordinary_rule_works(&rt);
 
     let schedule = rt
-        .validate(&rule(2, json!({"interval": 5, "hostile": "loop-payload"})), now())
+        .validate(
+            &rule(2, json!({"interval": 5, "hostile": "loop-payload"})),
+            now(),
+        )
         .unwrap();
-    let err = rt.build_payload(&schedule, &fire(&schedule, now())).unwrap_err();
-    assert!(matches!(err, CallError::Deadline { func: "build-payload", .. }), "{err:?}");
+    let err = rt
+        .build_payload(&schedule, &fire(&schedule, now()))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CallError::Deadline {
+                func: "build-payload",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_ordinary_rule_works(&rt);
 }
 
@@ -104,7 +159,10 @@ fn unbounded_memory_growth_hits_the_cap() {
     };
     let rt = runtime(limits);
     let err = rt
-        .validate(&rule(1, json!({"interval": 5, "hostile": "grow-validate"})), now())
+        .validate(
+            &rule(1, json!({"interval": 5, "hostile": "grow-validate"})),
+            now(),
+        )
         .unwrap_err();
     assert!(
         matches!(err, CallError::MemoryCap { func: "validate", cap_bytes } if cap_bytes == 16 << 20),
@@ -117,7 +175,10 @@ fn unbounded_memory_growth_hits_the_cap() {
 fn answers_the_host_cannot_use_are_rejected() {
     let rt = runtime(Limits::default());
     let past = rt
-        .validate(&rule(1, json!({"interval": 5, "hostile": "past-next"})), now())
+        .validate(
+            &rule(1, json!({"interval": 5, "hostile": "past-next"})),
+            now(),
+        )
         .unwrap();
     let err = rt.next_fire(&past, now(), now()).unwrap_err();
     assert!(
@@ -126,7 +187,10 @@ fn answers_the_host_cannot_use_are_rejected() {
     );
 
     let far = rt
-        .validate(&rule(2, json!({"interval": 5, "hostile": "far-next"})), now())
+        .validate(
+            &rule(2, json!({"interval": 5, "hostile": "far-next"})),
+            now(),
+        )
         .unwrap();
     let err = rt.next_fire(&far, now(), now()).unwrap_err();
     assert!(
@@ -135,7 +199,10 @@ fn answers_the_host_cannot_use_are_rejected() {
     );
 
     let array = rt
-        .validate(&rule(3, json!({"interval": 5, "hostile": "not-object-payload"})), now())
+        .validate(
+            &rule(3, json!({"interval": 5, "hostile": "not-object-payload"})),
+            now(),
+        )
         .unwrap();
     let err = rt.build_payload(&array, &fire(&array, now())).unwrap_err();
     assert!(
@@ -144,7 +211,10 @@ fn answers_the_host_cannot_use_are_rejected() {
     );
 
     let huge = rt
-        .validate(&rule(4, json!({"interval": 5, "hostile": "huge-payload"})), now())
+        .validate(
+            &rule(4, json!({"interval": 5, "hostile": "huge-payload"})),
+            now(),
+        )
         .unwrap();
     let err = rt.build_payload(&huge, &fire(&huge, now())).unwrap_err();
     assert!(
@@ -157,7 +227,9 @@ fn answers_the_host_cannot_use_are_rejected() {
 #[test]
 fn a_params_error_is_a_rule_error_not_a_fault() {
     let rt = runtime(Limits::default());
-    let err = rt.validate(&rule(1, json!({"interval": 0})), now()).unwrap_err();
+    let err = rt
+        .validate(&rule(1, json!({"interval": 0})), now())
+        .unwrap_err();
     let rule_error = err.as_rule_error().expect("a domain error");
     assert_eq!(rule_error.field.as_deref(), Some("interval"));
 }
@@ -179,4 +251,32 @@ fn many_threads_share_one_runtime() {
             });
         }
     });
+}
+
+#[test]
+fn a_trap_on_an_async_worker_thread_is_contained() {
+    // A trapping Rust guest writes its panic message through WASI, whose synchronous
+    // bindings cannot run on a tokio worker. The runtime turns that into the call's error.
+    let rt = runtime(Limits::default());
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let err = tokio.block_on(async {
+        rt.validate(
+            &rule(1, json!({"interval": 5, "hostile": "trap-validate"})),
+            now(),
+        )
+        .unwrap_err()
+    });
+    assert!(
+        matches!(
+            err,
+            CallError::Trap {
+                func: "validate",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_ordinary_rule_works(&rt);
 }

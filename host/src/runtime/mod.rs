@@ -72,6 +72,13 @@ impl TimerRuntimeBuilder {
 
 /// A loaded timer component and the pool of instances that serve calls into it.
 /// Cheap to share: calls take `&self` and may come from many threads at once.
+///
+/// Calls are synchronous and block the calling thread (microseconds for the default
+/// component, at most the call deadline). From async code, make them on a blocking thread
+/// (`tokio::task::spawn_blocking`), as the clock does: a component that uses WASI (a Rust
+/// guest does, to print a panic message) reaches wasmtime-wasi's synchronous bindings, which
+/// drive tokio themselves and panic on an async worker thread. Such a host panic is caught
+/// and becomes that call's [`CallError::Trap`]; it never unwinds into the caller.
 pub struct TimerRuntime {
     engine: Engine,
     template: component::Loaded,
@@ -309,7 +316,12 @@ impl TimerRuntime {
         instance
             .store
             .set_epoch_deadline(self.limits.deadline_ticks());
-        let result = f(&instance.bindings, &mut instance.store);
+        // A host function that panics (see `TimerRuntime`'s docs on threads) must not take
+        // the caller down: it becomes this call's error, and the instance is dropped.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            f(&instance.bindings, &mut instance.store)
+        }))
+        .unwrap_or_else(|panic| Err(wasmtime::Error::msg(host_panic_text(panic))));
         instance.calls += 1;
         match result {
             Ok(value) => {
@@ -394,6 +406,15 @@ fn spawn_epoch_ticker(engine: &Engine, tick: Duration) -> Arc<AtomicBool> {
         })
         .expect("spawn the epoch ticker thread");
     stop
+}
+
+fn host_panic_text(panic: Box<dyn std::any::Any + Send>) -> String {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    format!("the host panicked while serving the call: {what}")
 }
 
 fn rule_error(e: wit::ParamError) -> CallError {
