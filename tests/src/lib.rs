@@ -344,7 +344,10 @@ fn describe_error(e: &CallError) -> String {
     match e {
         CallError::Rule(r) => format!(
             "params error (field: {}, message: {:?})",
-            r.field.as_deref().map(|f| format!("{f:?}")).unwrap_or_else(|| "none".into()),
+            r.field
+                .as_deref()
+                .map(|f| format!("{f:?}"))
+                .unwrap_or_else(|| "none".into()),
             r.message
         ),
         other => format!("FAULT (not a params error): {other}"),
@@ -373,7 +376,10 @@ pub fn run_case(rt: &TimerRuntime, case: &Case) -> Vec<String> {
     let mut diffs = Vec::new();
     let rule = Rule {
         id: case.rule_id.unwrap_or(1),
-        r#ref: case.rule_ref.clone().unwrap_or_else(|| DEFAULT_RULE_REF.into()),
+        r#ref: case
+            .rule_ref
+            .clone()
+            .unwrap_or_else(|| DEFAULT_RULE_REF.into()),
         trigger_ref: case.trigger_ref.clone(),
         trigger_params: case.params.clone(),
     };
@@ -400,8 +406,13 @@ pub fn run_case(rt: &TimerRuntime, case: &Case) -> Vec<String> {
                     if *want != e.field {
                         diffs.push(format!(
                             "error field: expected {}, got {} (message: {:?})",
-                            want.as_deref().map(|f| format!("{f:?}")).unwrap_or("none".into()),
-                            e.field.as_deref().map(|f| format!("{f:?}")).unwrap_or("none".into()),
+                            want.as_deref()
+                                .map(|f| format!("{f:?}"))
+                                .unwrap_or("none".into()),
+                            e.field
+                                .as_deref()
+                                .map(|f| format!("{f:?}"))
+                                .unwrap_or("none".into()),
                             e.message
                         ));
                     }
@@ -423,8 +434,14 @@ pub fn run_case(rt: &TimerRuntime, case: &Case) -> Vec<String> {
             if again != validated {
                 diffs.push(format!(
                     "validate is not deterministic: {} then {}",
-                    match &validated { Ok(s) => describe_schedule(s), Err(e) => describe_error(e) },
-                    match &again { Ok(s) => describe_schedule(s), Err(e) => describe_error(e) },
+                    match &validated {
+                        Ok(s) => describe_schedule(s),
+                        Err(e) => describe_error(e),
+                    },
+                    match &again {
+                        Ok(s) => describe_schedule(s),
+                        Err(e) => describe_error(e),
+                    },
                 ));
             }
         }
@@ -453,7 +470,10 @@ pub fn run_case(rt: &TimerRuntime, case: &Case) -> Vec<String> {
     }
     let kind = kind_name(&schedule);
     if kind != expect.kind {
-        diffs.push(format!("schedule.kind: expected {}, got {kind}", expect.kind));
+        diffs.push(format!(
+            "schedule.kind: expected {}, got {kind}",
+            expect.kind
+        ));
     }
     if schedule.timezone != expect.timezone {
         diffs.push(format!(
@@ -463,7 +483,10 @@ pub fn run_case(rt: &TimerRuntime, case: &Case) -> Vec<String> {
     }
     match serde_json::from_str::<Value>(&schedule.spec) {
         Ok(Value::Object(_)) => {}
-        _ => diffs.push(format!("schedule.spec is not a JSON object: {}", schedule.spec)),
+        _ => diffs.push(format!(
+            "schedule.spec is not a JSON object: {}",
+            schedule.spec
+        )),
     }
     match rt.validate(&rule, case.now) {
         Ok(again) if again == schedule => {}
@@ -520,8 +543,16 @@ pub fn run_case(rt: &TimerRuntime, case: &Case) -> Vec<String> {
         let fire = Fire {
             rule_id: rule.id,
             rule_ref: rule.r#ref.clone(),
-            trigger_ref: p.fire.trigger_ref.clone().unwrap_or_else(|| schedule.trigger_ref.clone()),
-            sensor_ref: p.fire.sensor_ref.clone().unwrap_or_else(|| DEFAULT_SENSOR_REF.into()),
+            trigger_ref: p
+                .fire
+                .trigger_ref
+                .clone()
+                .unwrap_or_else(|| schedule.trigger_ref.clone()),
+            sensor_ref: p
+                .fire
+                .sensor_ref
+                .clone()
+                .unwrap_or_else(|| DEFAULT_SENSOR_REF.into()),
             scheduled_at: p.fire.scheduled_at,
             fired_at: p.fire.fired_at,
             execution_count: p.fire.execution_count,
@@ -533,7 +564,10 @@ pub fn run_case(rt: &TimerRuntime, case: &Case) -> Vec<String> {
                     .into_iter()
                     .map(|d| format!("payload[{i}]{d}")),
             ),
-            Err(e) => diffs.push(format!("payload[{i}]: build_payload failed: {}", describe_error(&e))),
+            Err(e) => diffs.push(format!(
+                "payload[{i}]: build_payload failed: {}",
+                describe_error(&e)
+            )),
         }
     }
     diffs
@@ -579,7 +613,9 @@ fn compare_value(want: &Value, have: &Value) -> Option<String> {
                 return Some(format!("expected timestamp {want}, got {have}"));
             };
             let Ok(ht) = DateTime::parse_from_rfc3339(h) else {
-                return Some(format!("expected timestamp {want}, got {have} (not RFC 3339)"));
+                return Some(format!(
+                    "expected timestamp {want}, got {have} (not RFC 3339)"
+                ));
             };
             if ht.with_timezone(&Utc) != wt {
                 return Some(format!("expected {want}, got {have}"));
@@ -608,7 +644,9 @@ fn parse_utc_z(s: &str) -> Option<DateTime<Utc>> {
     if !s.ends_with('Z') || s.len() < 20 {
         return None;
     }
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 #[cfg(test)]
@@ -631,7 +669,10 @@ mod tests {
         assert!(compare_value(&w, &json!("2026-03-30T07:30:01Z")).is_some());
         let f = json!("2026-03-30T07:30:00.250Z");
         assert_eq!(compare_value(&f, &json!("2026-03-30T07:30:00.25Z")), None);
-        assert_eq!(compare_value(&f, &json!("2026-03-30T07:30:00.250000000Z")), None);
+        assert_eq!(
+            compare_value(&f, &json!("2026-03-30T07:30:00.250000000Z")),
+            None
+        );
         assert_eq!(compare_value(&json!("unknown"), &json!("unknown")), None);
         assert!(compare_value(&json!(1500), &json!(1500.0)).is_some());
     }
@@ -639,7 +680,10 @@ mod tests {
     #[test]
     fn payload_keys_are_exact() {
         let expect = Map::new();
-        let got = json!({"type": "cron", "extra": 1}).as_object().unwrap().clone();
+        let got = json!({"type": "cron", "extra": 1})
+            .as_object()
+            .unwrap()
+            .clone();
         let keys = vec!["type".to_string(), "fired_at".to_string()];
         let d = compare_payload(&expect, Some(&keys), &got);
         assert_eq!(d.len(), 1);

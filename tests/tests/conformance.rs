@@ -13,7 +13,11 @@ fn check(how: &str, report: &Report) {
         "{how}: only {} cases ran (at least {MIN_CASES} expected)\n{report}",
         report.ran()
     );
-    assert!(report.is_success(), "{how}: {} case(s) failed\n\n{report}", report.failed());
+    assert!(
+        report.is_success(),
+        "{how}: {} case(s) failed\n\n{report}",
+        report.failed()
+    );
 }
 
 #[test]

@@ -6,20 +6,30 @@ use attune_timer::runtime::{CompileCache, LoadError, TimerRuntime, EMBEDDED_COMP
 fn the_compiled_form_is_cached_and_reused() {
     let dir = tempfile::tempdir().unwrap();
     let cache = CompileCache::in_dir(dir.path().join("cache"));
-    let first = TimerRuntime::builder().cache(cache.clone()).embedded().unwrap();
+    let first = TimerRuntime::builder()
+        .cache(cache.clone())
+        .embedded()
+        .unwrap();
 
     let entries: Vec<_> = std::fs::read_dir(cache.dir().unwrap())
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(entries.len(), 1, "one compiled component: {entries:?}");
-    let name = entries[0].file_name().unwrap().to_string_lossy().into_owned();
+    let name = entries[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     assert!(
         name.starts_with(&first.info().content_hash) && name.ends_with(".cwasm"),
         "keyed by content hash: {name}"
     );
 
-    let second = TimerRuntime::builder().cache(cache.clone()).embedded().unwrap();
+    let second = TimerRuntime::builder()
+        .cache(cache.clone())
+        .embedded()
+        .unwrap();
     assert_eq!(first.info(), second.info());
 }
 
@@ -27,14 +37,25 @@ fn the_compiled_form_is_cached_and_reused() {
 fn a_corrupt_cache_entry_is_replaced_not_trusted() {
     let dir = tempfile::tempdir().unwrap();
     let cache = CompileCache::in_dir(dir.path());
-    let good = TimerRuntime::builder().cache(cache.clone()).embedded().unwrap();
-    let entry = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+    let good = TimerRuntime::builder()
+        .cache(cache.clone())
+        .embedded()
+        .unwrap();
+    let entry = std::fs::read_dir(dir.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     std::fs::write(&entry, b"not a compiled component").unwrap();
 
     let again = TimerRuntime::builder().cache(cache).embedded().unwrap();
     assert_eq!(good.info(), again.info());
     let rewritten = std::fs::read(&entry).unwrap();
-    assert_ne!(rewritten, b"not a compiled component", "the entry was rewritten");
+    assert_ne!(
+        rewritten, b"not a compiled component",
+        "the entry was rewritten"
+    );
 }
 
 #[test]
@@ -42,17 +63,28 @@ fn the_embedded_component_describes_itself() {
     let rt = TimerRuntime::embedded().unwrap();
     let info = rt.info();
     assert_eq!(info.wit_version, "0.1.0");
-    for r in ["core.intervaltimer", "core.crontimer", "core.datetimetimer", "core.rruletimer"] {
+    for r in [
+        "core.intervaltimer",
+        "core.crontimer",
+        "core.datetimetimer",
+        "core.rruletimer",
+    ] {
         assert!(info.handles(r), "handles {r}: {info:?}");
     }
     assert_eq!(info.content_hash.len(), 64);
-    assert!(EMBEDDED_COMPONENT.len() < 2 << 20, "release component stays small");
+    assert!(
+        EMBEDDED_COMPONENT.len() < 2 << 20,
+        "release component stays small"
+    );
 }
 
 #[test]
 fn an_incompatible_wit_version_is_refused_with_both_versions_named() {
     let err = TimerRuntime::from_file(env!("FUTURE_TIMER_WASM")).unwrap_err();
-    assert!(matches!(err, LoadError::IncompatibleVersion { .. }), "{err:?}");
+    assert!(
+        matches!(err, LoadError::IncompatibleVersion { .. }),
+        "{err:?}"
+    );
     let msg = err.to_string();
     assert!(msg.contains("attune:timer@0.2.0"), "{msg}");
     assert!(msg.contains("attune:timer@0.1.0"), "{msg}");

@@ -11,7 +11,8 @@ use std::process::ExitCode;
 use attune_timer::runtime::TimerRuntime;
 use conformance::{default_cases_dir, load_cases, run_cases};
 
-const USAGE: &str = "usage: conformance (--component PATH | --embedded) [--cases DIR] [--filter SUBSTRING]";
+const USAGE: &str =
+    "usage: conformance (--component PATH | --embedded) [--cases DIR] [--filter SUBSTRING]";
 
 fn main() -> ExitCode {
     match run() {
