@@ -4,12 +4,14 @@
 #   make test    install what the build needs, then run every test
 #   make run     run the daemon in local mode on examples/rules.json (no servers needed)
 #   make check-example   try the `check` command on a Berlin weekday cron rule
+#   make python-component   build the second, Python implementation of the timer logic
 
 CARGO  ?= cargo
 PROFILE = --release
 BIN     = target/release/attune-core-timer-sensor
+PY_COMPONENT = guest-python/target/timer_python.wasm
 
-.PHONY: all setup build test run check-example component fmt clippy clean
+.PHONY: all setup build test run check-example component python-component fmt clippy clean
 
 all: build
 
@@ -25,8 +27,15 @@ component: setup
 	$(CARGO) build --profile guest --target wasm32-wasip2 -p guest-timer
 	@echo "component: target/wasm32-wasip2/guest/guest_timer.wasm"
 
-test: setup
-	$(CARGO) test $(PROFILE) --workspace --no-fail-fast
+# The Python timer component (guest-python/): python3 (3.10+) and, on first use, PyPI.
+python-component: $(PY_COMPONENT)
+
+$(PY_COMPONENT): guest-python/build.sh guest-python/requirements.txt guest-python/app.py \
+		$(wildcard guest-python/timerlogic/*.py) $(wildcard wit/*.wit)
+	guest-python/build.sh
+
+test: setup python-component
+	PYTHON_TIMER_WASM=$(CURDIR)/$(PY_COMPONENT) $(CARGO) test $(PROFILE) --workspace --no-fail-fast
 
 run: build
 	$(BIN) --rules examples/rules.json --log-format pretty

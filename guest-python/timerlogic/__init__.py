@@ -1,0 +1,1 @@
+"""Timer logic of the Python timer component (see ../README.md)."""
