@@ -3,6 +3,7 @@
 #   make build   build the daemon (with the timer component embedded)
 #   make test    install what the build needs, then run every test
 #   make run     run the daemon in local mode on examples/rules.json (no servers needed)
+#   make bench   measurements (see BENCHMARKS.md)
 #   make check-example   try the `check` command on a Berlin weekday cron rule
 #   make python-component   build the second, Python implementation of the timer logic
 
@@ -11,7 +12,7 @@ PROFILE = --release
 BIN     = target/release/attune-core-timer-sensor
 PY_COMPONENT = guest-python/target/timer_python.wasm
 
-.PHONY: all setup build test run check-example component python-component fmt clippy clean
+.PHONY: all setup build test bench run check-example component python-component fmt clippy clean
 
 all: build
 
@@ -36,6 +37,11 @@ $(PY_COMPONENT): guest-python/build.sh guest-python/requirements.txt guest-pytho
 
 test: setup python-component
 	PYTHON_TIMER_WASM=$(CURDIR)/$(PY_COMPONENT) $(CARGO) test $(PROFILE) --workspace --no-fail-fast
+
+# Measurements, not tests: per-call cost of the Python and Rust components (same run).
+bench: setup python-component
+	PYTHON_TIMER_WASM=$(CURDIR)/$(PY_COMPONENT) $(CARGO) test $(PROFILE) -p conformance \
+	  --test python_component -- --ignored --nocapture --test-threads=1
 
 run: build
 	$(BIN) --rules examples/rules.json --log-format pretty

@@ -3,24 +3,28 @@
 #[path = "../host/build/wasm_component.rs"]
 mod wasm_component;
 
+/// Each fixture crate, and the env var its `.wasm` path is exposed under.
+const FIXTURES: &[(&str, &str)] = &[
+    // Misbehaves per rule on request: traps, loops, memory growth, bad answers.
+    ("hostile-timer", "HOSTILE_TIMER_WASM"),
+    // Exports an incompatible `attune:timer` version.
+    ("future-timer", "FUTURE_TIMER_WASM"),
+    // Spins forever in `describe`: can never load.
+    ("stuck-timer", "STUCK_TIMER_WASM"),
+    // Tries files, environment, sockets and clocks on request, and reports what it got.
+    ("snoop-timer", "SNOOP_TIMER_WASM"),
+    // Imports `evil:host/exec`, which the world does not grant.
+    ("evil-import-timer", "EVIL_IMPORT_TIMER_WASM"),
+    // Answers with invalid UTF-8 strings on request.
+    ("garbage-timer", "GARBAGE_TIMER_WASM"),
+];
+
 fn main() {
     let root = wasm_component::workspace_root();
-    let hostile = wasm_component::build(
-        &root,
-        "hostile-timer",
-        &[
-            "tests/fixtures/hostile-timer/src",
-            "tests/fixtures/hostile-timer/Cargo.toml",
-        ],
-    );
-    println!("cargo:rustc-env=HOSTILE_TIMER_WASM={}", hostile.display());
-    let future = wasm_component::build(
-        &root,
-        "future-timer",
-        &[
-            "tests/fixtures/future-timer/src",
-            "tests/fixtures/future-timer/Cargo.toml",
-        ],
-    );
-    println!("cargo:rustc-env=FUTURE_TIMER_WASM={}", future.display());
+    for (package, var) in FIXTURES {
+        let src = format!("tests/fixtures/{package}/src");
+        let manifest = format!("tests/fixtures/{package}/Cargo.toml");
+        let wasm = wasm_component::build(&root, package, &[&src, &manifest]);
+        println!("cargo:rustc-env={var}={}", wasm.display());
+    }
 }

@@ -290,6 +290,7 @@ fn us(d: Duration) -> f64 {
 }
 
 #[test]
+#[ignore = "a measurement, not a unit test: run by `make bench`"]
 fn per_call_cost_python_vs_rust() {
     const ROUNDS: usize = 1000;
     let py = python();
@@ -380,6 +381,7 @@ fn per_call_cost_python_vs_rust() {
 /// year-bounded searches, every-second schedules in DST zones, a zone parsed at call time,
 /// a maximal-length expression. Each call must stay far below the CPU deadline.
 #[test]
+#[ignore = "a measurement, not a unit test: run by `make bench`"]
 fn worst_case_calls_stay_far_below_the_deadline() {
     let rt = python();
     let now = t("2026-03-26T12:00:00Z");
