@@ -35,9 +35,18 @@
 //! A component call that fails (trap, CPU deadline, bad answer) is logged and retried once;
 //! the runtime has discarded the failed instance, so the retry runs on a clean one. A second
 //! failure stops that rule's timer alone; every other rule carries on.
+//!
+//! # Swapping the component
+//!
+//! [`Clock::replace_runtime`] puts a new component and every running timer's schedule (as
+//! the new component normalized it) in place at once, between two batches of fires: no
+//! fire is being computed while it happens. Deadlines, `started_at` and `execution_count`
+//! stay as they are, so the fire already scheduled is the new component's first (it builds
+//! the payload and names the next fire). The checks that come before are in
+//! [`crate::swap`].
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{watch, Notify};
@@ -62,7 +71,12 @@ pub struct Clock {
 }
 
 struct Shared {
-    runtime: Arc<TimerRuntime>,
+    /// The component. Replaced only by [`Clock::replace_runtime`], together with every
+    /// timer's schedule, while `batch` is held.
+    runtime: RwLock<Arc<TimerRuntime>>,
+    /// Held by the clock task from taking due fires until they are committed, and by a
+    /// runtime swap: a swap never lands in the middle of a batch.
+    batch: tokio::sync::Mutex<()>,
     sink: Arc<dyn EventSink>,
     sensor_ref: String,
     anchor: Anchor,
@@ -170,6 +184,16 @@ pub struct TimerStatus {
     pub generation: u64,
 }
 
+/// Why [`Clock::replace_runtime`] changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplaceError {
+    #[error("the clock is stopped")]
+    Stopped,
+    /// Rules whose timer started, or was replaced, after the schedules were computed.
+    #[error("timers changed while the new schedules were computed (rule ids {0:?})")]
+    Changed(Vec<i64>),
+}
+
 /// One due fire, taken out of the queue.
 struct Job {
     rule_id: i64,
@@ -203,7 +227,8 @@ impl Clock {
         utc_now: DateTime<Utc>,
     ) -> Self {
         let shared = Arc::new(Shared {
-            runtime,
+            runtime: RwLock::new(runtime),
+            batch: tokio::sync::Mutex::new(()),
             sink,
             sensor_ref,
             anchor: Anchor {
@@ -225,8 +250,47 @@ impl Clock {
         self.shared.anchor.now()
     }
 
-    pub fn runtime(&self) -> &Arc<TimerRuntime> {
-        &self.shared.runtime
+    /// The component in use now (see [`replace_runtime`](Self::replace_runtime)).
+    pub fn runtime(&self) -> Arc<TimerRuntime> {
+        self.shared.runtime()
+    }
+
+    /// Replaces the component and the schedule of every running timer, atomically, between
+    /// two batches of fires. `schedules` maps each rule id to the generation of the timer
+    /// it was validated for (see [`TimerStatus::generation`]) and its new schedule. Timers
+    /// keep their deadline, `started_at` and `execution_count`: the fire already scheduled
+    /// runs on the new component, which also names the fires after it.
+    ///
+    /// Refused (nothing changes) when a running timer has no new schedule or one made for
+    /// another generation — the rules changed after they were validated; the error lists
+    /// those rule ids. Returns the component replaced.
+    pub async fn replace_runtime(
+        &self,
+        runtime: Arc<TimerRuntime>,
+        mut schedules: HashMap<i64, (u64, Schedule)>,
+    ) -> Result<Arc<TimerRuntime>, ReplaceError> {
+        let _batch = self.shared.batch.lock().await;
+        let mut state = self.lock();
+        if state.stopped {
+            return Err(ReplaceError::Stopped);
+        }
+        let mut stale: Vec<i64> = state
+            .timers
+            .iter()
+            .filter(|(id, t)| schedules.get(id).is_none_or(|(g, _)| *g != t.generation))
+            .map(|(id, _)| *id)
+            .collect();
+        if !stale.is_empty() {
+            stale.sort_unstable();
+            return Err(ReplaceError::Changed(stale));
+        }
+        for (id, timer) in state.timers.iter_mut() {
+            if let Some((_, schedule)) = schedules.remove(id) {
+                timer.schedule = Arc::new(schedule);
+            }
+        }
+        let mut current = self.shared.runtime.write().expect("clock runtime lock");
+        Ok(std::mem::replace(&mut *current, runtime))
     }
 
     /// Computes a new timer's first fire: a component call, made without any lock. Call it
@@ -239,10 +303,9 @@ impl Clock {
         schedule: Schedule,
     ) -> Result<Prepared, CallError> {
         let started_at = self.now();
+        let runtime = self.runtime();
         let first = with_retry(rule_id, "next-fire", || {
-            self.shared
-                .runtime
-                .next_fire(&schedule, started_at, started_at)
+            runtime.next_fire(&schedule, started_at, started_at)
         })?;
         Ok(Prepared {
             rule_id,
@@ -408,6 +471,10 @@ impl std::fmt::Debug for Clock {
 }
 
 impl Shared {
+    fn runtime(&self) -> Arc<TimerRuntime> {
+        self.runtime.read().expect("clock runtime lock").clone()
+    }
+
     fn publish_len(&self, state: &State) {
         self.publish_count(state.timers.len());
     }
@@ -422,18 +489,18 @@ impl Shared {
 
     /// [`compute`](Self::compute), with a host panic turned into an error for that rule
     /// (so a batch never loses its other fires).
-    fn compute_guarded(&self, job: &Job) -> Result<Fired, CallError> {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compute(job)))
+    fn compute_guarded(&self, runtime: &TimerRuntime, job: &Job) -> Result<Fired, CallError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compute(runtime, job)))
             .unwrap_or_else(|panic| Err(host_panic(panic)))
     }
 
     /// Computes one fire: the next tick first (so the payload can name it), then the payload.
-    fn compute(&self, job: &Job) -> Result<Fired, CallError> {
+    fn compute(&self, runtime: &TimerRuntime, job: &Job) -> Result<Fired, CallError> {
         let fired_at = self.anchor.now();
         // Strictly after now: a late clock fires the missed tick once and does not burst.
         let after = job.tick.max(fired_at);
         let next = with_retry(job.rule_id, "next-fire", || {
-            self.runtime.next_fire(&job.schedule, job.started_at, after)
+            runtime.next_fire(&job.schedule, job.started_at, after)
         })?;
         let fire = Fire {
             rule_id: job.rule_id,
@@ -446,7 +513,7 @@ impl Shared {
             next_fire_at: next,
         };
         let payload = with_retry(job.rule_id, "build-payload", || {
-            self.runtime.build_payload(&job.schedule, &fire)
+            runtime.build_payload(&job.schedule, &fire)
         })?;
         Ok(Fired {
             fired_at,
@@ -552,6 +619,8 @@ pub(crate) fn spawn_blocking_traced<R: Send + 'static>(
 /// The clock task.
 async fn run(shared: Arc<Shared>) {
     loop {
+        // Held until this batch is committed (see `Shared::batch`).
+        let batch = shared.batch.lock().await;
         let (jobs, next_deadline) = {
             let mut state = shared.state.lock().expect("clock state lock");
             if state.stopped {
@@ -584,8 +653,10 @@ async fn run(shared: Arc<Shared>) {
         };
         if !jobs.is_empty() {
             fire(&shared, jobs).await;
+            drop(batch);
             continue;
         }
+        drop(batch);
         match next_deadline {
             Some(deadline) => {
                 tokio::select! {
@@ -603,8 +674,10 @@ async fn run(shared: Arc<Shared>) {
 /// to the sink. Large batches are spread over blocking threads.
 async fn fire(shared: &Arc<Shared>, jobs: Vec<Job>) {
     let computing = shared.clone();
+    // One component for the whole batch: a swap waits for the batch (`Shared::batch`).
+    let runtime = shared.runtime();
     let outcomes = map_blocking(jobs, move |job| {
-        let result = computing.compute_guarded(&job);
+        let result = computing.compute_guarded(&runtime, &job);
         (job, result)
     })
     .await;

@@ -15,6 +15,9 @@
 //!    first, no change made meanwhile is missed;
 //! 7. log `Timer sensor ready` with the number of rules running.
 //!
+//! While it runs, SIGHUP or a change of the component file swaps the component live (see
+//! [`crate::swap`]; the SIGHUP handler is installed first thing in startup).
+//!
 //! The run ([`Daemon::run`]) consumes lifecycle messages until the shutdown future
 //! resolves (SIGTERM or SIGINT in the binary, see [`shutdown_signal`]). Shutdown: stop
 //! consuming and close the broker connection, stop the clock, flush the outbox (at most
@@ -38,6 +41,7 @@ use crate::logging;
 use crate::outbox::{Outbox, OutboxOptions};
 use crate::rules::{RuleSource, RuleTable};
 use crate::runtime::Rule;
+use crate::swap::{self, Source, Triggers, POLL_EVERY};
 use crate::token::{self, TokenHandle};
 
 /// How long shutdown waits for pending events to be delivered.
@@ -80,6 +84,9 @@ impl RuleSource for ApiRules {
 pub struct Daemon {
     clock: Clock,
     table: RuleTable,
+    /// Where the component comes from, and what asks to swap it (see [`crate::swap`]).
+    swap_source: Source,
+    swap_triggers: Triggers,
     listener: Listener,
     session: Session,
     outbox: Outbox,
@@ -101,6 +108,7 @@ impl Daemon {
     /// applied and lifecycle messages are being received.
     pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
         logging::log_settings(&settings);
+        let triggers = Triggers::install(settings.timer_component.clone(), POLL_EVERY);
         let token = TokenHandle::new(settings.api_token.clone());
         let api = ApiClient::new(&settings.api_url, token.clone(), DEFAULT_REQUEST_TIMEOUT)
             .context("Failed to connect to Attune API")?;
@@ -111,14 +119,15 @@ impl Daemon {
             .context("Failed to connect to Attune API")?;
         info!(api = %api.origin(), "API connectivity verified");
 
-        let component = settings.timer_component.clone();
-        let limits = settings.limits.clone();
-        let cache = settings.compile_cache();
-        let runtime = crate::clock::spawn_blocking_traced(move || {
-            crate::local::load_runtime(component.as_deref(), limits, cache)
-        })
-        .await
-        .context("loading the timer component panicked")??;
+        let source = Source {
+            component: settings.timer_component.clone(),
+            limits: settings.limits.clone(),
+            cache: settings.compile_cache(),
+        };
+        let loading = source.clone();
+        let runtime = crate::clock::spawn_blocking_traced(move || loading.load())
+            .await
+            .context("loading the timer component panicked")??;
         let component = runtime.info().clone();
         info!(
             component = %component.name,
@@ -190,6 +199,8 @@ impl Daemon {
         Ok(Daemon {
             clock,
             table,
+            swap_source: source,
+            swap_triggers: triggers,
             listener,
             session,
             outbox,
@@ -210,13 +221,16 @@ impl Daemon {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Daemon {
             clock,
-            table: _,
+            table,
+            swap_source,
+            swap_triggers,
             listener,
             session,
             outbox,
             renewal,
             renewal_stop,
         } = self;
+        let swap_watch = swap::spawn_watch(table, swap_source, swap_triggers);
         info!("Starting rule lifecycle listener...");
         listener
             .run(session, async {
@@ -224,6 +238,7 @@ impl Daemon {
                 info!("Shutting down");
             })
             .await;
+        swap_watch.abort();
         clock.shutdown().await;
         let report = outbox.shutdown(FLUSH_WITHIN).await;
         info!(

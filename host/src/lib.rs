@@ -14,6 +14,8 @@
 //! - [`rules`]: the rule table — desired rules by id; starts, keeps, replaces or stops timers.
 //! - [`clock`]: the scheduler — one structure holds every rule's next fire; the host owns time.
 //! - [`lifecycle`]: the RabbitMQ rule-lifecycle listener, with reconnects and re-syncs.
+//! - [`swap`]: live component swap — on SIGHUP or a changed component file, checked
+//!   against every running rule before it is swapped in.
 //! - [`local`]: local mode — the clock and component on a rules file, events on stdout.
 //! - [`daemon`]: the daemon's startup sequence, run and graceful shutdown.
 
@@ -31,4 +33,5 @@ pub mod policy;
 pub mod rules;
 pub mod runtime;
 pub(crate) mod sandbox;
+pub mod swap;
 pub mod token;

@@ -24,6 +24,9 @@
 //!
 //! The process exits when it is signalled (SIGINT/SIGTERM) or when no timer is left to run
 //! (e.g. a file of one-shots that have all fired).
+//!
+//! The component is swapped live (see [`crate::swap`]) on SIGHUP, and when the component
+//! file changes.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -40,6 +43,7 @@ use crate::event::{Event, EventSink};
 use crate::policy::Limits;
 use crate::rules::RuleTable;
 use crate::runtime::{CompileCache, Rule, TimerRuntime};
+use crate::swap::{Source, Triggers, POLL_EVERY};
 
 /// What local mode runs.
 #[derive(Debug, Clone)]
@@ -208,6 +212,8 @@ pub async fn run(
     sink: Arc<dyn EventSink>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // First: from here on a SIGHUP or a change of the file asks for a swap.
+    let triggers = Triggers::install(options.component.clone(), POLL_EVERY);
     let text = std::fs::read_to_string(&options.rules_file).with_context(|| {
         format!(
             "cannot read the rules file {}",
@@ -223,15 +229,20 @@ pub async fn run(
         cache,
         sensor_ref,
     } = options;
-    let runtime = crate::clock::spawn_blocking_traced(move || {
-        load_runtime(component.as_deref(), limits, cache)
-    })
-    .await
-    .context("loading the timer component panicked")??;
+    let source = Source {
+        component,
+        limits,
+        cache,
+    };
+    let loading = source.clone();
+    let runtime = crate::clock::spawn_blocking_traced(move || loading.load())
+        .await
+        .context("loading the timer component panicked")??;
     let info = runtime.info().clone();
     info!(
         component = %info.name,
         component_version = %info.version,
+        content_hash = %info.content_hash,
         trigger_refs = ?info.trigger_refs,
         "Timer component loaded"
     );
@@ -257,6 +268,7 @@ pub async fn run(
         clock.shutdown().await;
         anyhow::bail!("none of the {total} rules is running (see the errors above)");
     }
+    let watch = crate::swap::spawn_watch(table.clone(), source, triggers);
     let mut running = clock.watch_running();
     let idle = async move {
         // Ends when no timer is left (or the clock is gone).
@@ -266,6 +278,7 @@ pub async fn run(
         _ = shutdown => info!("Shutting down"),
         _ = idle => info!("No timer left to run"),
     }
+    watch.abort();
     clock.shutdown().await;
     Ok(())
 }

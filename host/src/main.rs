@@ -56,7 +56,9 @@ core.timer_sensor), ATTUNE_LOG_LEVEL, ATTUNE_LOG_FORMAT (default there: pretty) 
 ATTUNE_TIMER_COMPONENT; the component runs with its default limits.
 
 Signals: SIGTERM or SIGINT stops consuming, stops the clock, delivers pending events (at most
-10 s) and exits 0.";
+10 s) and exits 0. SIGHUP reloads the timer component (as does a change of its file, polled
+every 2 s): it is swapped in only if every running rule still validates with it; otherwise
+the old one stays and the log says which check failed for which rules.";
 
 /// The Attune timer sensor: fires time-based events for Attune rules, with its timer logic
 /// in a sandboxed WebAssembly component.

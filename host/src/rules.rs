@@ -285,6 +285,45 @@ impl RuleTable {
     }
 }
 
+/// The table locked for a component swap ([`RuleTable::lock_for_swap`]): no rule starts,
+/// changes or stops until it is dropped, so the rules a swap re-validates are still the
+/// rules when it installs their new schedules.
+pub struct SwapLock<'a> {
+    state: tokio::sync::MutexGuard<'a, TableState>,
+}
+
+impl RuleTable {
+    /// Locks the table for a component swap (see [`crate::swap`]).
+    pub async fn lock_for_swap(&self) -> SwapLock<'_> {
+        SwapLock {
+            state: self.inner.state.lock().await,
+        }
+    }
+}
+
+impl SwapLock<'_> {
+    /// Every rule that was validated and started (its timer may since have ended).
+    pub fn scheduled_rules(&self) -> Vec<Rule> {
+        self.state
+            .entries
+            .values()
+            .filter(|e| matches!(e.outcome, Outcome::Scheduled(_)))
+            .map(|e| e.rule.clone())
+            .collect()
+    }
+
+    /// Records the trigger ref and spec a new component normalized a rule's params to, so
+    /// that re-applying params which normalize the same still keeps the timer.
+    pub fn set_schedule(&mut self, rule_id: i64, trigger_ref: &str, spec: &str) {
+        if let Some(entry) = self.state.entries.get_mut(&rule_id) {
+            if let Outcome::Scheduled(identity) = &mut entry.outcome {
+                identity.trigger_ref = trigger_ref.to_string();
+                identity.spec = spec.to_string();
+            }
+        }
+    }
+}
+
 impl std::fmt::Debug for RuleTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RuleTable")
@@ -301,7 +340,7 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn runtime(&self) -> &TimerRuntime {
+    fn runtime(&self) -> Arc<TimerRuntime> {
         self.clock.runtime()
     }
 
@@ -326,11 +365,12 @@ impl Ctx {
     ) -> (Rule, Outcome, Applied) {
         let id = rule.id;
         let now = self.clock.now();
-        let validated = self.runtime().validate(&rule, now).or_else(|e| match e {
+        let runtime = self.runtime();
+        let validated = runtime.validate(&rule, now).or_else(|e| match e {
             CallError::Rule(_) => Err(e),
             fault => {
                 warn!(rule_id = id, error = %fault, "Validating rule {id} failed; retrying once on a fresh instance");
-                self.runtime().validate(&rule, now)
+                runtime.validate(&rule, now)
             }
         });
         let schedule = match validated {
