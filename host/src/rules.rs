@@ -357,6 +357,18 @@ impl Ctx {
         )
     }
 
+    fn out_of_scope(&self, rule: Rule, trigger_ref: String) -> (Rule, Outcome, Applied) {
+        let id = rule.id;
+        self.stop_old(id);
+        warn!(
+            rule_id = id,
+            trigger_ref = %trigger_ref,
+            "Rule {id} has trigger ref {trigger_ref}, which this sensor is not scoped to \
+             (or its component does not handle); not running it"
+        );
+        (rule, Outcome::Off, Applied::OutOfScope(trigger_ref))
+    }
+
     /// Validates one rule and starts, keeps, replaces or stops its timer. Component calls:
     /// runs on a blocking thread.
     fn apply(
@@ -364,6 +376,13 @@ impl Ctx {
         (rule, previous, existed): (Rule, Option<Identity>, bool),
     ) -> (Rule, Outcome, Applied) {
         let id = rule.id;
+        // The component is only handed rules for refs it handles (the WIT contract); a rule
+        // without a ref is checked once the component has inferred one, below.
+        if let Some(trigger_ref) = rule.trigger_ref.as_deref() {
+            if !self.scope.iter().any(|r| r == trigger_ref) {
+                return self.out_of_scope(rule.clone(), trigger_ref.to_string());
+            }
+        }
         let now = self.clock.now();
         let runtime = self.runtime();
         let validated = runtime.validate(&rule, now).or_else(|e| match e {
@@ -392,15 +411,7 @@ impl Ctx {
             }
         };
         if !self.scope.contains(&schedule.trigger_ref) {
-            self.stop_old(id);
-            warn!(
-                rule_id = id,
-                trigger_ref = %schedule.trigger_ref,
-                "Rule {id} has trigger ref {}, which this sensor is not scoped to; not running it",
-                schedule.trigger_ref
-            );
-            let trigger_ref = schedule.trigger_ref;
-            return (rule, Outcome::Off, Applied::OutOfScope(trigger_ref));
+            return self.out_of_scope(rule, schedule.trigger_ref);
         }
         let identity = Identity {
             trigger_ref: schedule.trigger_ref.clone(),

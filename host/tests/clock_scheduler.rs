@@ -371,6 +371,14 @@ async fn out_of_scope_refs_do_not_run() {
         table.upsert(interval(1, 2)).await,
         Applied::OutOfScope("core.intervaltimer".into())
     );
+    // An explicit ref out of scope never reaches the component: params it would refuse
+    // are not even validated.
+    assert_eq!(
+        table
+            .upsert(rule(3, "core.datetimetimer", json!({"fire_at": "garbage"})))
+            .await,
+        Applied::OutOfScope("core.datetimetimer".into())
+    );
     // Inferred refs are checked too.
     let inferred = Rule {
         id: 2,
