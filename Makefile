@@ -38,8 +38,15 @@ $(PY_COMPONENT): guest-python/build.sh guest-python/requirements.txt guest-pytho
 test: setup python-component
 	PYTHON_TIMER_WASM=$(CURDIR)/$(PY_COMPONENT) $(CARGO) test $(PROFILE) --workspace --no-fail-fast
 
-# Measurements, not tests: per-call cost of the Python and Rust components (same run).
+BENCH_RULES   ?= 10000
+BENCH_SECONDS ?= 30
+
+# Measurements, not tests (see BENCHMARKS.md): fire accuracy of the daemon with
+# BENCH_RULES rules (needs RabbitMQ; figures in target/bench/), then the per-call cost of
+# the Python and Rust components, measured in the same run.
 bench: setup python-component
+	$(CARGO) bench -p attune-core-timer-sensor --bench fire_accuracy -- \
+	  --rules $(BENCH_RULES) --seconds $(BENCH_SECONDS)
 	PYTHON_TIMER_WASM=$(CURDIR)/$(PY_COMPONENT) $(CARGO) test $(PROFILE) -p conformance \
 	  --test python_component -- --ignored --nocapture --test-threads=1
 

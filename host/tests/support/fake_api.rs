@@ -303,6 +303,15 @@ impl FakeApi {
         self.with(|s| s.events.clone())
     }
 
+    /// Takes the events created so far (the recording starts empty again) and forgets the
+    /// recorded event posts, so a long run does not keep every body twice (the benchmark).
+    pub fn drain_events(&self) -> Vec<RecordedEvent> {
+        self.with(|s| {
+            s.requests.retain(|r| r.path != "/api/v1/events");
+            std::mem::take(&mut s.events)
+        })
+    }
+
     /// Every request answered, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.with(|s| s.requests.clone())
