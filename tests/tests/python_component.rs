@@ -544,3 +544,73 @@ fn memory_needed_by_the_python_component() {
         );
     }
 }
+
+// ----------------------------------------------------------------------------- local mode
+
+/// A `Write` into a buffer the test can read.
+#[derive(Clone, Default)]
+struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The daemon's local mode runs on the Python component: its events come out on time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_mode_fires_events_with_the_python_component() {
+    use attune_timer::local::{self, LineSink, LocalOptions};
+    let _ = python(); // compile once (and cache) before the clock starts
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.json");
+    std::fs::write(
+        &rules,
+        json!([
+            {"id": 1, "trigger_ref": "core.intervaltimer", "trigger_params": {"interval": 1}},
+            {"id": 2, "trigger_ref": "core.crontimer",
+             "trigger_params": {"expression": "* * * * * *", "timezone": "Europe/Berlin"}},
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    let out = Lines::default();
+    let sink = LineSink::new(out.clone());
+    let options = LocalOptions {
+        rules_file: rules,
+        component: Some(python_wasm()),
+        limits: Limits::default(),
+        cache: cache(),
+        sensor_ref: "core.timer_sensor".into(),
+    };
+    // 3.5 s: three or four ticks of each rule. Only a lower bound is asserted, so a slow
+    // machine cannot fail it by firing late; exact timing is the conformance suite's job.
+    local::run(
+        options,
+        sink.clone(),
+        tokio::time::sleep(Duration::from_millis(3500)),
+    )
+    .await
+    .expect("local mode runs");
+    sink.close();
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON event per line"))
+        .collect();
+    for (rule, kind) in [("rule_1", "interval"), ("rule_2", "cron")] {
+        let mine: Vec<_> = events
+            .iter()
+            .filter(|e| e["trigger_instance_id"] == rule)
+            .collect();
+        assert!(mine.len() >= 2, "{rule}: {} events in\n{text}", mine.len());
+        for (i, e) in mine.iter().enumerate() {
+            assert_eq!(e["payload"]["type"], kind, "{e}");
+            assert_eq!(e["payload"]["execution_count"], i as u64 + 1, "{e}");
+        }
+    }
+}
