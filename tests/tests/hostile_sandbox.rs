@@ -11,9 +11,11 @@
 use std::time::{Duration, Instant};
 
 use attune_timer::policy::Limits;
-use attune_timer::runtime::{CallError, Fire, LoadError, Rule, Schedule, TimerRuntime};
-use chrono::{DateTime, TimeZone, Utc};
+use attune_timer::runtime::{CallError, LoadError, TimerRuntime};
 use serde_json::{json, Value};
+
+mod common;
+use common::{assert_ordinary_rule_works, fire, now, rule};
 
 const HOSTILE: &str = env!("HOSTILE_TIMER_WASM");
 const STUCK: &str = env!("STUCK_TIMER_WASM");
@@ -21,48 +23,11 @@ const SNOOP: &str = env!("SNOOP_TIMER_WASM");
 const EVIL_IMPORT: &str = env!("EVIL_IMPORT_TIMER_WASM");
 const GARBAGE: &str = env!("GARBAGE_TIMER_WASM");
 
-fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap()
-}
-
-fn rule(id: i64, params: Value) -> Rule {
-    Rule {
-        id,
-        r#ref: format!("test.rule{id}"),
-        trigger_ref: Some("core.intervaltimer".into()),
-        trigger_params: params,
-    }
-}
-
-fn fire(schedule: &Schedule, at: DateTime<Utc>) -> Fire {
-    Fire {
-        rule_id: 1,
-        rule_ref: "test.rule1".into(),
-        trigger_ref: schedule.trigger_ref.clone(),
-        sensor_ref: "core.timer_sensor".into(),
-        scheduled_at: at,
-        fired_at: at,
-        execution_count: 1,
-        next_fire_at: None,
-    }
-}
-
 fn fast_deadline() -> Limits {
     Limits {
         call_deadline: Duration::from_millis(50),
         ..Limits::default()
     }
-}
-
-/// An ordinary interval rule still validates, fires and builds its payload.
-fn assert_ordinary_rule_works(rt: &TimerRuntime) {
-    let schedule = rt
-        .validate(&rule(99, json!({"interval": 5})), now())
-        .expect("an ordinary rule validates");
-    let next = rt.next_fire(&schedule, now(), now()).unwrap();
-    assert_eq!(next, Some(now() + chrono::Duration::seconds(5)));
-    rt.build_payload(&schedule, &fire(&schedule, now()))
-        .expect("an ordinary payload");
 }
 
 /// Asserts `err` is a deadline hit in `func`, within a bound that proves it did not run on.

@@ -4,52 +4,19 @@
 use std::time::{Duration, Instant};
 
 use attune_timer::policy::Limits;
-use attune_timer::runtime::{CallError, Fire, Rule, Schedule, TimerRuntime};
-use chrono::{DateTime, TimeZone, Utc};
+use attune_timer::runtime::{CallError, TimerRuntime};
 use serde_json::json;
 
-const HOSTILE: &str = env!("HOSTILE_TIMER_WASM");
+mod common;
+use common::{assert_ordinary_rule_works, fire, now, rule};
 
-fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap()
-}
+const HOSTILE: &str = env!("HOSTILE_TIMER_WASM");
 
 fn runtime(limits: Limits) -> TimerRuntime {
     TimerRuntime::builder()
         .limits(limits)
         .file(HOSTILE)
         .expect("the hostile fixture loads: it only misbehaves when asked")
-}
-
-fn rule(id: i64, params: serde_json::Value) -> Rule {
-    Rule {
-        id,
-        r#ref: format!("test.rule{id}"),
-        trigger_ref: Some("core.intervaltimer".into()),
-        trigger_params: params,
-    }
-}
-
-fn fire(schedule: &Schedule, at: DateTime<Utc>) -> Fire {
-    Fire {
-        rule_id: 1,
-        rule_ref: "test.rule1".into(),
-        trigger_ref: schedule.trigger_ref.clone(),
-        sensor_ref: "core.timer_sensor".into(),
-        scheduled_at: at,
-        fired_at: at,
-        execution_count: 1,
-        next_fire_at: None,
-    }
-}
-
-/// An ordinary rule still works: the pool recovered from whatever happened before.
-fn assert_ordinary_rule_works(rt: &TimerRuntime) {
-    let schedule = rt
-        .validate(&rule(99, json!({"interval": 5})), now())
-        .unwrap();
-    let next = rt.next_fire(&schedule, now(), now()).unwrap();
-    assert_eq!(next, Some(now() + chrono::Duration::seconds(5)));
 }
 
 #[test]

@@ -1,0 +1,48 @@
+//! Helpers shared by the runtime-level sandbox tests: an instant, rules and fires for the
+//! fixtures' interval logic, and the check that an ordinary rule still works.
+
+#![allow(dead_code)] // each test file uses its own subset
+
+use attune_timer::runtime::{Fire, Rule, Schedule, TimerRuntime};
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{json, Value};
+
+pub fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap()
+}
+
+/// An interval rule with these params (the fixtures read `interval` and their own keys).
+pub fn rule(id: i64, params: Value) -> Rule {
+    Rule {
+        id,
+        r#ref: format!("test.rule{id}"),
+        trigger_ref: Some("core.intervaltimer".into()),
+        trigger_params: params,
+    }
+}
+
+/// The first fire of rule 1, at `at`.
+pub fn fire(schedule: &Schedule, at: DateTime<Utc>) -> Fire {
+    Fire {
+        rule_id: 1,
+        rule_ref: "test.rule1".into(),
+        trigger_ref: schedule.trigger_ref.clone(),
+        sensor_ref: "core.timer_sensor".into(),
+        scheduled_at: at,
+        fired_at: at,
+        execution_count: 1,
+        next_fire_at: None,
+    }
+}
+
+/// An ordinary interval rule still validates, fires and builds its payload: the pool
+/// recovered from whatever happened before.
+pub fn assert_ordinary_rule_works(rt: &TimerRuntime) {
+    let schedule = rt
+        .validate(&rule(99, json!({"interval": 5})), now())
+        .expect("an ordinary rule validates");
+    let next = rt.next_fire(&schedule, now(), now()).unwrap();
+    assert_eq!(next, Some(now() + chrono::Duration::seconds(5)));
+    rt.build_payload(&schedule, &fire(&schedule, now()))
+        .expect("an ordinary payload");
+}
