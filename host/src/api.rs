@@ -428,7 +428,13 @@ impl ApiClient {
         let url = self.url("/api/v1/events");
         let body = event.body();
         let resp = self
-            .send_authed(OP, || self.inner.http.post(&url).json(&body))
+            .send_authed(OP, || {
+                self.inner
+                    .http
+                    .post(&url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone())
+            })
             .await?;
         let status = resp.status();
         if status == StatusCode::FORBIDDEN {

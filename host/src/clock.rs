@@ -5,9 +5,26 @@
 //! One structure holds every running timer: a map from rule id to its state, and an ordered
 //! set of `(deadline, rule id, generation)` keys — the next fire of every rule. One task
 //! sleeps until the earliest deadline (or until a [`Notify`] says an earlier one arrived, in
-//! the style of mini-redis's `db.rs`), takes every key that is due, asks the component for
-//! each rule's next fire and payload, puts the next key back and hands the events to the
-//! [`EventSink`]. There is no task per rule, so 100,000 rules cost 100,000 small map entries.
+//! the style of mini-redis's `db.rs`), takes every key that is due, hands those fires to the
+//! [`EventSink`] and puts each rule's next key back. There is no task per rule, so 100,000
+//! rules cost 100,000 small map entries.
+//!
+//! # Fires are built ahead
+//!
+//! A fire takes two component calls (the tick after it, then the payload, which names that
+//! tick), several microseconds each: 10,000 rules due in the same second would take tens of
+//! milliseconds to work through at the deadline. So the clock builds each rule's next fire
+//! *ahead*, right after the previous one (in slices of [`BUILD_SLICE`], never when a
+//! deadline is less than [`BUILD_HORIZON`] away), as if it were released exactly on time:
+//! its payload says it fired at its tick. At the deadline the clock only hands prebuilt
+//! events to the sink, all together. A prebuilt fire is used only within [`ON_TIME`] of its
+//! tick; a fire that is later than that (an overloaded machine, a timer just started or
+//! just given a new component) is computed when it fires, with the real time in its
+//! payload. [`Clock::take_lateness`] tells how late fires reached the sink.
+//!
+//! tokio's timer wakes on whole milliseconds, so the clock sleeps on it until a millisecond
+//! before a deadline and the rest on a blocking thread, which the OS wakes within tens of
+//! microseconds.
 //!
 //! The generation tells a stale key from a live one: starting or replacing a rule's timer
 //! gives it a new generation, so a fire that was computed for an older timer (while the
@@ -34,35 +51,49 @@
 //!
 //! A component call that fails (trap, CPU deadline, bad answer) is logged and retried once;
 //! the runtime has discarded the failed instance, so the retry runs on a clean one. A second
-//! failure stops that rule's timer alone; every other rule carries on.
+//! failure stops that rule's timer alone (when building ahead, before its deadline); every
+//! other rule carries on.
 //!
 //! # Swapping the component
 //!
 //! [`Clock::replace_runtime`] puts a new component and every running timer's schedule (as
-//! the new component normalized it) in place at once, between two batches of fires: no
+//! the new component normalized it) in place at once, between two passes of the clock: no
 //! fire is being computed while it happens. Deadlines, `started_at` and `execution_count`
-//! stay as they are, so the fire already scheduled is the new component's first (it builds
-//! the payload and names the next fire). The checks that come before are in
+//! stay as they are, and fires the old component built ahead are dropped, so the fire
+//! already scheduled is the new component's first (it builds the payload and names the
+//! next fire). The checks that come before are in
 //! [`crate::swap`].
 
 use std::collections::{BTreeSet, HashMap};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use hdrhistogram::Histogram;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::instrument::WithSubscriber;
 use tracing::{debug, error, info, warn};
 
-use crate::event::{Event, EventSink};
+use crate::event::{Event, EventSink, Payload};
 use crate::runtime::{CallError, Fire, Schedule, TimerKind, TimerRuntime};
 
 /// Work items per blocking thread before a batch is spread over more threads.
 const PER_THREAD: usize = 64;
-/// At most this many due fires are taken in one pass, so a huge backlog is worked off in
-/// slices and new deadlines are looked at in between.
+/// At most this many late fires are computed in one pass, so a huge backlog is worked off
+/// in slices and new deadlines are looked at in between.
 const MAX_BATCH: usize = 4096;
+/// Fires prebuilt in one pass: about a millisecond of component work on two cores.
+const BUILD_SLICE: usize = 256;
+/// No prebuild slice starts when a deadline is nearer than this.
+const BUILD_HORIZON: Duration = Duration::from_millis(3);
+/// A prebuilt fire is released only this close to its tick: its payload says it fired at
+/// the tick itself. Later than that, the payload is built when it fires, with the real time.
+pub const ON_TIME: Duration = Duration::from_millis(1);
+/// tokio's timer wakes on whole milliseconds; the clock sleeps the last one more precisely.
+const TOKIO_TIMER_TICK: Duration = Duration::from_millis(1);
 
 /// The scheduler. Cheap to clone: every clone drives the same timers.
 #[derive(Clone)]
@@ -86,6 +117,8 @@ struct Shared {
     /// How many timers are running; lets a caller wait for "nothing left to fire".
     running: watch::Sender<usize>,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// How late each fire reached the sink, in nanoseconds (see [`Clock::take_lateness`]).
+    lateness: Mutex<Histogram<u64>>,
 }
 
 #[derive(Default)]
@@ -93,6 +126,9 @@ struct State {
     timers: HashMap<i64, Timer>,
     /// Every running timer's next deadline. The first key is the next thing to do.
     queue: BTreeSet<(Instant, i64, u64)>,
+    /// Timers whose next fire is to be prebuilt: `(rule id, generation, tick)`, oldest
+    /// first. Stale entries (the timer fired late or changed since) are skipped.
+    builds: VecDeque<(i64, u64, DateTime<Utc>)>,
     next_generation: u64,
     stopped: bool,
 }
@@ -108,6 +144,33 @@ struct Timer {
     deadline: Instant,
     /// Fires so far.
     execution_count: u64,
+    /// The fire at `next_at`, built ahead of time for an on-time release.
+    ready: Option<Ready>,
+}
+
+/// A fire built ahead of its deadline, as if released exactly on time: the payload's
+/// `fired_at` is the tick. It is released only within [`ON_TIME`] of the tick.
+struct Ready {
+    payload: Payload,
+    /// The tick after this one (`next_fire_at` in the payload).
+    after: Option<DateTime<Utc>>,
+}
+
+impl Timer {
+    /// The job that computes this timer's next fire.
+    fn job(&self, rule_id: i64) -> Job {
+        Job {
+            rule_id,
+            generation: self.generation,
+            rule_ref: self.rule_ref.clone(),
+            schedule: self.schedule.clone(),
+            started_at: self.started_at,
+            tick: self.next_at,
+            deadline: self.deadline,
+            execution_count: self.execution_count + 1,
+            fired_at: None,
+        }
+    }
 }
 
 /// The link between UTC instants and the monotonic clock, fixed when the clock starts.
@@ -194,7 +257,7 @@ pub enum ReplaceError {
     Changed(Vec<i64>),
 }
 
-/// One due fire, taken out of the queue.
+/// One fire to compute: due now, or to be prebuilt.
 struct Job {
     rule_id: i64,
     generation: u64,
@@ -202,14 +265,18 @@ struct Job {
     schedule: Arc<Schedule>,
     started_at: DateTime<Utc>,
     tick: DateTime<Utc>,
+    deadline: Instant,
     execution_count: u64,
+    /// When the fire happens: the tick for a prebuilt fire; `None` for "now, when the
+    /// component is called".
+    fired_at: Option<DateTime<Utc>>,
 }
 
 /// What the component said about one fire.
 struct Fired {
     fired_at: DateTime<Utc>,
     next: Option<DateTime<Utc>>,
-    payload: serde_json::Map<String, serde_json::Value>,
+    payload: Payload,
 }
 
 impl Clock {
@@ -239,6 +306,7 @@ impl Clock {
             notify: Notify::new(),
             running: watch::Sender::new(0),
             task: Mutex::new(None),
+            lateness: Mutex::new(new_lateness_histogram()),
         });
         let task = tokio::spawn(run(shared.clone()).with_current_subscriber());
         *shared.task.lock().expect("clock task lock") = Some(task);
@@ -284,11 +352,17 @@ impl Clock {
             stale.sort_unstable();
             return Err(ReplaceError::Changed(stale));
         }
+        let state = &mut *state;
+        state.builds.clear();
         for (id, timer) in state.timers.iter_mut() {
             if let Some((_, schedule)) = schedules.remove(id) {
                 timer.schedule = Arc::new(schedule);
             }
+            // Built by the old component: the new one builds the fire already scheduled.
+            timer.ready = None;
+            state.builds.push_back((*id, timer.generation, timer.next_at));
         }
+        self.shared.notify.notify_one();
         let mut current = self.shared.runtime.write().expect("clock runtime lock");
         Ok(std::mem::replace(&mut *current, runtime))
     }
@@ -361,11 +435,14 @@ impl Clock {
                 next_at,
                 deadline,
                 execution_count: 0,
+                ready: None,
             },
         );
+        let idle = state.builds.is_empty();
+        state.builds.push_back((rule_id, generation, next_at));
         self.publish_len(&state);
         drop(state);
-        if earliest {
+        if earliest || idle {
             self.shared.notify.notify_one();
         }
         info!(
@@ -425,6 +502,14 @@ impl Clock {
         })
     }
 
+    /// How late fires reached the sink since the last call (or the start): for each fire,
+    /// the moment the sink had it minus its tick on the monotonic clock, in nanoseconds
+    /// (3 significant digits). Taking it starts a new one.
+    pub fn take_lateness(&self) -> Histogram<u64> {
+        let mut h = self.shared.lateness.lock().expect("lateness lock");
+        std::mem::replace(&mut *h, new_lateness_histogram())
+    }
+
     /// The number of running timers, updated as it changes.
     pub fn watch_running(&self) -> watch::Receiver<usize> {
         self.shared.running.subscribe()
@@ -439,6 +524,7 @@ impl Clock {
             let n = state.timers.len();
             state.timers.clear();
             state.queue.clear();
+            state.builds.clear();
             self.publish_len(&state);
             n
         };
@@ -479,6 +565,15 @@ impl Shared {
         self.publish_count(state.timers.len());
     }
 
+    /// Records the lateness of fires handed to the sink at `at`.
+    fn record_lateness(&self, at: Instant, deadlines: impl Iterator<Item = Instant>) {
+        let mut h = self.lateness.lock().expect("lateness lock");
+        for deadline in deadlines {
+            let late = at.saturating_duration_since(deadline).as_nanos();
+            h.saturating_record(u64::try_from(late).unwrap_or(u64::MAX));
+        }
+    }
+
     fn publish_count(&self, n: usize) {
         self.running.send_if_modified(|current| {
             let changed = *current != n;
@@ -496,7 +591,7 @@ impl Shared {
 
     /// Computes one fire: the next tick first (so the payload can name it), then the payload.
     fn compute(&self, runtime: &TimerRuntime, job: &Job) -> Result<Fired, CallError> {
-        let fired_at = self.anchor.now();
+        let fired_at = job.fired_at.unwrap_or_else(|| self.anchor.now());
         // Strictly after now: a late clock fires the missed tick once and does not burst.
         let after = job.tick.max(fired_at);
         let next = with_retry(job.rule_id, "next-fire", || {
@@ -513,7 +608,7 @@ impl Shared {
             next_fire_at: next,
         };
         let payload = with_retry(job.rule_id, "build-payload", || {
-            runtime.build_payload(&job.schedule, &fire)
+            runtime.build_payload_text(&job.schedule, &fire)
         })?;
         Ok(Fired {
             fired_at,
@@ -521,6 +616,10 @@ impl Shared {
             payload,
         })
     }
+}
+
+fn new_lateness_histogram() -> Histogram<u64> {
+    Histogram::new(3).expect("3 significant digits is a valid precision")
 }
 
 /// Removes a rule's timer and its queue key.
@@ -616,51 +715,56 @@ pub(crate) fn spawn_blocking_traced<R: Send + 'static>(
     tokio::task::spawn_blocking(move || tracing::dispatcher::with_default(&dispatch, f))
 }
 
+/// What one pass of the clock task found to do.
+struct Pass {
+    /// Prebuilt fires released on time, with the tick each was due at.
+    released: Vec<(Event, Released)>,
+    /// Due fires with no usable prebuilt payload: computed now, then released.
+    late: Vec<Job>,
+    /// Fires to prebuild, taken from [`State::builds`].
+    builds: Vec<Job>,
+    next_deadline: Option<Instant>,
+}
+
+/// What the log line of a released fire says.
+struct Released {
+    execution_count: u64,
+    deadline: Instant,
+    next: Option<DateTime<Utc>>,
+}
+
 /// The clock task.
 async fn run(shared: Arc<Shared>) {
+    let mut wait = PreciseWait::default();
     loop {
-        // Held until this batch is committed (see `Shared::batch`).
+        // Held until this pass is committed (see `Shared::batch`).
         let batch = shared.batch.lock().await;
-        let (jobs, next_deadline) = {
-            let mut state = shared.state.lock().expect("clock state lock");
-            if state.stopped {
-                break;
-            }
-            let now = Instant::now();
-            let mut jobs = Vec::new();
-            while jobs.len() < MAX_BATCH {
-                match state.queue.first() {
-                    Some(&(deadline, rule_id, generation)) if deadline <= now => {
-                        state.queue.pop_first();
-                        if let Some(t) = state.timers.get(&rule_id) {
-                            if t.generation == generation {
-                                jobs.push(Job {
-                                    rule_id,
-                                    generation,
-                                    rule_ref: t.rule_ref.clone(),
-                                    schedule: t.schedule.clone(),
-                                    started_at: t.started_at,
-                                    tick: t.next_at,
-                                    execution_count: t.execution_count + 1,
-                                });
-                            }
-                        }
-                    }
-                    _ => break,
-                }
-            }
-            (jobs, state.queue.first().map(|key| key.0))
+        let Some(pass) = take_pass(&shared) else {
+            break;
         };
-        if !jobs.is_empty() {
-            fire(&shared, jobs).await;
-            drop(batch);
-            continue;
+        let Pass {
+            released,
+            late,
+            builds,
+            next_deadline,
+        } = pass;
+        let busy = !released.is_empty() || !late.is_empty() || !builds.is_empty();
+        if !released.is_empty() {
+            release(&shared, released);
+        }
+        if !late.is_empty() {
+            fire_late(&shared, late).await;
+        } else if !builds.is_empty() {
+            prebuild(&shared, builds).await;
         }
         drop(batch);
+        if busy {
+            continue;
+        }
         match next_deadline {
             Some(deadline) => {
                 tokio::select! {
-                    _ = tokio::time::sleep_until(deadline) => {}
+                    _ = wait.until(deadline) => {}
                     _ = shared.notify.notified() => {}
                 }
             }
@@ -670,18 +774,148 @@ async fn run(shared: Arc<Shared>) {
     debug!("Clock task ended");
 }
 
-/// Computes a batch of due fires (without the lock), then commits them and hands the events
-/// to the sink. Large batches are spread over blocking threads.
-async fn fire(shared: &Arc<Shared>, jobs: Vec<Job>) {
-    let computing = shared.clone();
-    // One component for the whole batch: a swap waits for the batch (`Shared::batch`).
-    let runtime = shared.runtime();
-    let outcomes = map_blocking(jobs, move |job| {
-        let result = computing.compute_guarded(&runtime, &job);
-        (job, result)
+/// Under the state lock: releases what is due and prebuilt, collects what is due and not,
+/// and, when nothing is due soon, a slice of prebuild work. `None` once stopped.
+fn take_pass(shared: &Shared) -> Option<Pass> {
+    let mut state = shared.state.lock().expect("clock state lock");
+    if state.stopped {
+        return None;
+    }
+    let state = &mut *state;
+    let now = Instant::now();
+    let now_utc = shared.anchor.utc_at(now);
+    let mut released = Vec::new();
+    let mut late = Vec::new();
+    let mut ended = 0;
+    while late.len() < MAX_BATCH {
+        let Some(&(deadline, rule_id, generation)) = state.queue.first() else {
+            break;
+        };
+        if deadline > now {
+            break;
+        }
+        state.queue.pop_first();
+        let Some(timer) = state.timers.get_mut(&rule_id) else {
+            continue;
+        };
+        if timer.generation != generation {
+            continue;
+        }
+        let on_time = now.saturating_duration_since(deadline) <= ON_TIME;
+        let ready = timer.ready.take().filter(|r| {
+            on_time && r.after.is_none_or(|after| after > now_utc)
+        });
+        let Some(ready) = ready else {
+            late.push(timer.job(rule_id));
+            continue;
+        };
+        timer.execution_count += 1;
+        let event = Event {
+            rule_id,
+            trigger_ref: timer.schedule.trigger_ref.clone(),
+            payload: ready.payload,
+            scheduled_at: timer.next_at,
+        };
+        let info = Released {
+            execution_count: timer.execution_count,
+            deadline,
+            next: ready.after,
+        };
+        match ready.after {
+            Some(after) => {
+                timer.next_at = after;
+                timer.deadline = shared.anchor.instant_at(after);
+                state.queue.insert((timer.deadline, rule_id, generation));
+                state.builds.push_back((rule_id, generation, after));
+            }
+            None => {
+                state.timers.remove(&rule_id);
+                ended += 1;
+            }
+        }
+        released.push((event, info));
+    }
+    if ended > 0 {
+        shared.publish_len(state);
+    }
+    let next_deadline = state.queue.first().map(|key| key.0);
+    // Prebuild only when no deadline is near: a slice takes about a millisecond.
+    let mut builds = Vec::new();
+    if late.is_empty() && next_deadline.is_none_or(|d| d > now + BUILD_HORIZON) {
+        while builds.len() < BUILD_SLICE {
+            let Some((rule_id, generation, tick)) = state.builds.pop_front() else {
+                break;
+            };
+            let Some(timer) = state.timers.get(&rule_id) else {
+                continue;
+            };
+            if timer.generation == generation && timer.next_at == tick && timer.ready.is_none()
+            {
+                let mut job = timer.job(rule_id);
+                job.fired_at = Some(tick);
+                builds.push(job);
+            }
+        }
+    }
+    Some(Pass {
+        released,
+        late,
+        builds,
+        next_deadline,
     })
-    .await;
+}
 
+/// Hands prebuilt events to the sink in one go, then records and logs them.
+fn release(shared: &Arc<Shared>, released: Vec<(Event, Released)>) {
+    let (events, infos): (Vec<Event>, Vec<Released>) = released.into_iter().unzip();
+    let logged: Vec<(i64, String, DateTime<Utc>)> = events
+        .iter()
+        .map(|e| (e.rule_id, e.trigger_ref.clone(), e.scheduled_at))
+        .collect();
+    shared.sink.submit_all(events);
+    // Stamped after the hand-off: every event of the batch is with the sink by now.
+    let at = Instant::now();
+    shared.record_lateness(at, infos.iter().map(|i| i.deadline));
+    let fired_at = shared.anchor.utc_at(at);
+    // Logging 10,000 lines takes tens of milliseconds: not on the clock task.
+    spawn_blocking_traced(move || {
+        for ((rule_id, trigger_ref, scheduled_at), info) in logged.into_iter().zip(infos) {
+            log_fired(
+                rule_id,
+                &trigger_ref,
+                info.execution_count,
+                scheduled_at,
+                fired_at,
+                info.next,
+            );
+        }
+    });
+}
+
+fn log_fired(
+    rule_id: i64,
+    trigger_ref: &str,
+    execution_count: u64,
+    scheduled_at: DateTime<Utc>,
+    fired_at: DateTime<Utc>,
+    next: Option<DateTime<Utc>>,
+) {
+    info!(
+        rule_id,
+        trigger_ref = %trigger_ref,
+        execution_count,
+        scheduled_at = %scheduled_at.to_rfc3339(),
+        delay_ms = (fired_at - scheduled_at).num_milliseconds(),
+        next_fire_at = next.map(|n| n.to_rfc3339()).as_deref().unwrap_or("none"),
+        "Timer fired for rule"
+    );
+}
+
+/// Computes fires that are due with no usable prebuilt payload (the clock was late, the
+/// timer is new or its component was just swapped) at the moment of firing, then commits
+/// and releases them. Large batches are spread over blocking threads.
+async fn fire_late(shared: &Arc<Shared>, jobs: Vec<Job>) {
+    let outcomes = compute_all(shared, jobs).await;
     let mut fired = Vec::with_capacity(outcomes.len());
     let mut ended = Vec::new();
     let mut failed = Vec::new();
@@ -691,13 +925,14 @@ async fn fire(shared: &Arc<Shared>, jobs: Vec<Job>) {
         if state.stopped {
             // Shutting down: fires computed before the stop are still delivered.
             drop(state);
-            for (job, result) in outcomes {
-                if let Ok(f) = result {
-                    submit(shared, &job, f);
-                }
-            }
+            let events = outcomes
+                .into_iter()
+                .filter_map(|(job, result)| result.ok().map(|f| (job, f)))
+                .collect();
+            submit_fired(shared, events);
             return;
         }
+        let state = &mut *state;
         for (job, result) in outcomes {
             let Some(timer) = state.timers.get_mut(&job.rule_id) else {
                 continue; // stopped meanwhile
@@ -708,12 +943,14 @@ async fn fire(shared: &Arc<Shared>, jobs: Vec<Job>) {
             match result {
                 Ok(f) => {
                     timer.execution_count = job.execution_count;
+                    timer.ready = None;
                     match f.next {
                         Some(next_at) => {
                             let deadline = shared.anchor.instant_at(next_at);
                             timer.next_at = next_at;
                             timer.deadline = deadline;
                             state.queue.insert((deadline, job.rule_id, job.generation));
+                            state.builds.push_back((job.rule_id, job.generation, next_at));
                         }
                         None => {
                             state.timers.remove(&job.rule_id);
@@ -730,9 +967,7 @@ async fn fire(shared: &Arc<Shared>, jobs: Vec<Job>) {
         }
         remaining = state.timers.len();
     }
-    for (job, f) in fired {
-        submit(shared, &job, f);
-    }
+    submit_fired(shared, fired);
     // After the events are out: whoever waits for "no timer left" sees them first.
     shared.publish_count(remaining);
     for rule_id in ended {
@@ -741,6 +976,85 @@ async fn fire(shared: &Arc<Shared>, jobs: Vec<Job>) {
             "Timer for rule {rule_id} has no further fires; it holds no timer now"
         );
     }
+    log_failed(failed);
+}
+
+/// Builds the next fire of timers ahead of its deadline, and keeps it with the timer.
+async fn prebuild(shared: &Arc<Shared>, jobs: Vec<Job>) {
+    let outcomes = compute_all(shared, jobs).await;
+    let mut failed = Vec::new();
+    let remaining;
+    {
+        let mut state = shared.state.lock().expect("clock state lock");
+        if state.stopped {
+            return;
+        }
+        let state = &mut *state;
+        for (job, result) in outcomes {
+            let Some(timer) = state.timers.get_mut(&job.rule_id) else {
+                continue;
+            };
+            // Fired late, or replaced, while this was computed: the build is stale.
+            if timer.generation != job.generation || timer.next_at != job.tick {
+                continue;
+            }
+            match result {
+                Ok(f) => {
+                    timer.ready = Some(Ready {
+                        payload: f.payload,
+                        after: f.next,
+                    });
+                }
+                Err(e) => {
+                    let timer = remove_timer(state, job.rule_id);
+                    debug_assert!(timer.is_some());
+                    failed.push((job, e));
+                }
+            }
+        }
+        remaining = state.timers.len();
+    }
+    if !failed.is_empty() {
+        shared.publish_count(remaining);
+        log_failed(failed);
+    }
+}
+
+async fn compute_all(shared: &Arc<Shared>, jobs: Vec<Job>) -> Vec<(Job, Result<Fired, CallError>)> {
+    let computing = shared.clone();
+    // One component for the whole pass: a swap waits for the pass (`Shared::batch`).
+    let runtime = shared.runtime();
+    map_blocking(jobs, move |job| {
+        let result = computing.compute_guarded(&runtime, &job);
+        (job, result)
+    })
+    .await
+}
+
+fn submit_fired(shared: &Shared, fired: Vec<(Job, Fired)>) {
+    if fired.is_empty() {
+        return;
+    }
+    let mut events = Vec::with_capacity(fired.len());
+    let mut logs = Vec::with_capacity(fired.len());
+    for (job, f) in fired {
+        logs.push((job.rule_id, job.execution_count, job.tick, f.fired_at, f.next, job.deadline));
+        events.push(Event {
+            rule_id: job.rule_id,
+            trigger_ref: job.schedule.trigger_ref.clone(),
+            payload: f.payload,
+            scheduled_at: job.tick,
+        });
+    }
+    let trigger_refs: Vec<String> = events.iter().map(|e| e.trigger_ref.clone()).collect();
+    shared.sink.submit_all(events);
+    shared.record_lateness(Instant::now(), logs.iter().map(|l| l.5));
+    for ((rule_id, count, tick, fired_at, next, _), trigger_ref) in logs.into_iter().zip(trigger_refs) {
+        log_fired(rule_id, &trigger_ref, count, tick, fired_at, next);
+    }
+}
+
+fn log_failed(failed: Vec<(Job, CallError)>) {
     for (job, e) in failed {
         error!(
             rule_id = job.rule_id,
@@ -752,22 +1066,34 @@ async fn fire(shared: &Arc<Shared>, jobs: Vec<Job>) {
     }
 }
 
-fn submit(shared: &Shared, job: &Job, f: Fired) {
-    info!(
-        rule_id = job.rule_id,
-        trigger_ref = %job.schedule.trigger_ref,
-        execution_count = job.execution_count,
-        scheduled_at = %job.tick.to_rfc3339(),
-        delay_ms = (f.fired_at - job.tick).num_milliseconds(),
-        next_fire_at = f.next.map(|n| n.to_rfc3339()).as_deref().unwrap_or("none"),
-        "Timer fired for rule"
-    );
-    shared.sink.submit(Event {
-        rule_id: job.rule_id,
-        trigger_ref: job.schedule.trigger_ref.clone(),
-        payload: f.payload,
-        scheduled_at: job.tick,
-    });
+/// Sleeps until a deadline more precisely than tokio's timer, which rounds every wait up
+/// to its next millisecond tick: it sleeps on tokio until just before, then the rest on a
+/// blocking thread (the OS sleeps to tens of microseconds).
+#[derive(Default)]
+struct PreciseWait {
+    /// Set once a blocking sleep left tokio's clock where it was: the clock is paused (a
+    /// test), and only tokio's own sleep can move it.
+    paused: bool,
+}
+
+impl PreciseWait {
+    async fn until(&mut self, deadline: Instant) {
+        if !self.paused {
+            if let Some(early) = deadline.checked_sub(TOKIO_TIMER_TICK) {
+                if Instant::now() < early {
+                    tokio::time::sleep_until(early).await;
+                }
+            }
+            let before = Instant::now();
+            if let Some(rest) = deadline.checked_duration_since(before).filter(|d| !d.is_zero()) {
+                let _ = spawn_blocking_traced(move || std::thread::sleep(rest)).await;
+                self.paused = Instant::now() == before;
+            }
+        }
+        if Instant::now() < deadline {
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -184,7 +184,7 @@ impl LineSink {
 impl EventSink for LineSink {
     fn submit(&self, event: Event) {
         if let Some(tx) = self.tx.lock().expect("sink lock").as_ref() {
-            let _ = tx.send(event.body().to_string());
+            let _ = tx.send(event.body());
         }
     }
 }
@@ -343,7 +343,7 @@ mod tests {
         sink.submit(Event {
             rule_id: 4,
             trigger_ref: "core.intervaltimer".into(),
-            payload,
+            payload: payload.into(),
             scheduled_at: Utc::now(),
         });
         sink.close();

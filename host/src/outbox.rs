@@ -40,7 +40,8 @@ use crate::event::{Event, EventSink};
 /// How the outbox delivers. See the module documentation for the retry policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxOptions {
-    /// Events queued or being delivered at once; more are refused. Default 10,000.
+    /// Events queued or being delivered at once; more are refused. Default 100,000: room
+    /// for every fire of 100,000 rules due together while the API is slow.
     pub capacity: usize,
     /// Requests in flight at once. Default 8.
     pub concurrency: usize,
@@ -59,7 +60,7 @@ pub struct OutboxOptions {
 impl Default for OutboxOptions {
     fn default() -> Self {
         Self {
-            capacity: 10_000,
+            capacity: 100_000,
             concurrency: 8,
             max_attempts: 10,
             max_retry_time: Duration::from_secs(300),
@@ -213,6 +214,55 @@ impl Shared {
         }
     }
 
+    /// [`submit`](Self::submit) for many events, taking the locks once.
+    fn submit_all(&self, events: Vec<Event>) {
+        if !self.accepting.load(Ordering::Acquire) {
+            for event in events {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                log_refused(&event, "the outbox is shutting down");
+            }
+            return;
+        }
+        let mut jobs = Vec::with_capacity(events.len());
+        {
+            let mut pending = self.pending_map();
+            for event in events {
+                let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                    log_refused(&event, "the outbox is full");
+                    continue;
+                };
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                pending.insert(
+                    id,
+                    Pending {
+                        rule_id: event.rule_id,
+                        trigger_ref: event.trigger_ref.clone(),
+                        scheduled_at: event.scheduled_at,
+                    },
+                );
+                jobs.push(Job {
+                    id,
+                    event,
+                    _slot: slot,
+                });
+            }
+        }
+        for job in jobs {
+            let id = job.id;
+            match self.tx.send(job) {
+                Ok(()) => {
+                    self.accepted.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(mpsc::error::SendError(job)) => {
+                    self.pending_map().remove(&id);
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                    log_refused(&job.event, "the outbox is shutting down");
+                }
+            }
+        }
+    }
+
     fn finish(&self, id: u64) {
         self.pending_map().remove(&id);
     }
@@ -227,6 +277,10 @@ pub struct OutboxSink {
 impl EventSink for OutboxSink {
     fn submit(&self, event: Event) {
         self.shared.submit(event);
+    }
+
+    fn submit_all(&self, events: Vec<Event>) {
+        self.shared.submit_all(events);
     }
 }
 

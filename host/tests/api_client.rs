@@ -40,7 +40,7 @@ fn event(rule_id: i64, trigger_ref: &str) -> Event {
     Event {
         rule_id,
         trigger_ref: trigger_ref.into(),
-        payload,
+        payload: payload.into(),
         scheduled_at: Utc.with_ymd_and_hms(2030, 1, 2, 3, 4, 5).unwrap(),
     }
 }

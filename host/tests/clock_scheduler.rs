@@ -95,7 +95,8 @@ fn interval(id: i64, seconds: u64) -> Rule {
 }
 
 fn payload_time(e: &Event, key: &str) -> DateTime<Utc> {
-    let text = e.payload[key]
+    let map = e.payload.to_map();
+    let text = map[key]
         .as_str()
         .unwrap_or_else(|| panic!("payload has no {key}: {:?}", e.payload));
     utc(text)
@@ -118,9 +119,9 @@ async fn intervals_are_drift_free() {
         let tick = t0() + secs(5 * k);
         assert_eq!(e.scheduled_at, tick, "fire {k} is due at start + {k} × 5 s");
         assert_eq!(payload_time(e, "fired_at"), tick);
-        assert_eq!(e.payload["execution_count"], json!(k));
-        assert_eq!(e.payload["type"], "interval");
-        assert_eq!(e.payload["sensor_ref"], SENSOR);
+        assert_eq!(e.payload.to_map()["execution_count"], json!(k));
+        assert_eq!(e.payload.to_map()["type"], "interval");
+        assert_eq!(e.payload.to_map()["sensor_ref"], SENSOR);
         assert_eq!(e.trigger_ref, "core.intervaltimer");
     }
     let status = clock.timer(1).unwrap();
@@ -163,14 +164,14 @@ async fn a_paused_process_fires_the_missed_tick_once_without_a_burst() {
     );
     assert_eq!(events[0].scheduled_at, t0() + secs(5));
     assert_eq!(payload_time(&events[0], "fired_at"), t0() + secs(23));
-    assert_eq!(events[0].payload["execution_count"], 1);
+    assert_eq!(events[0].payload.to_map()["execution_count"], 1);
     // The next fire is the first tick after now, still on the original phase.
     assert_eq!(clock.timer(1).unwrap().next_fire_at, t0() + secs(25));
     elapse(Duration::from_secs(2)).await;
     let events = sink.take();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].scheduled_at, t0() + secs(25));
-    assert_eq!(events[0].payload["execution_count"], 2);
+    assert_eq!(events[0].payload.to_map()["execution_count"], 2);
     clock.shutdown().await;
 }
 
@@ -190,7 +191,7 @@ async fn identical_reapply_keeps_phase_and_count() {
     let events = sink.take();
     assert_eq!(events.len(), 3);
     assert_eq!(events[2].scheduled_at, t0() + secs(15), "same phase");
-    assert_eq!(events[2].payload["execution_count"], 3, "same count");
+    assert_eq!(events[2].payload.to_map()["execution_count"], 3, "same count");
     clock.shutdown().await;
 }
 
@@ -234,8 +235,8 @@ async fn new_params_replace_the_timer() {
     let events = sink.take();
     let ticks: Vec<_> = events.iter().map(|e| e.scheduled_at).collect();
     assert_eq!(ticks, [t0() + secs(5), t0() + secs(10), t0() + secs(13)]);
-    assert_eq!(events[1].payload["execution_count"], 1, "count restarts");
-    assert_eq!(events[1].payload["interval_seconds"], 3);
+    assert_eq!(events[1].payload.to_map()["execution_count"], 1, "count restarts");
+    assert_eq!(events[1].payload.to_map()["interval_seconds"], 3);
     clock.shutdown().await;
 }
 
@@ -259,7 +260,7 @@ async fn a_one_shot_fires_once_and_then_holds_no_timer() {
     let events = sink.take();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].scheduled_at, t0() + secs(10));
-    assert_eq!(events[0].payload["type"], "one_shot");
+    assert_eq!(events[0].payload.to_map()["type"], "one_shot");
     assert!(!clock.contains(7), "a fired one-shot holds no timer");
     assert_eq!(*running.borrow_and_update(), 0);
     // Re-applying it (a re-sync) does not fire it again.
@@ -287,7 +288,7 @@ async fn cron_payload_names_the_tick_and_the_next_one() {
         assert_eq!(e.scheduled_at, tick);
         assert_eq!(payload_time(e, "scheduled_at"), tick);
         assert_eq!(payload_time(e, "next_fire_at"), tick + secs(15));
-        assert_eq!(e.payload["execution_count"], json!(k + 1));
+        assert_eq!(e.payload.to_map()["execution_count"], json!(k + 1));
     }
     clock.shutdown().await;
 }
@@ -444,7 +445,7 @@ async fn a_hundred_thousand_rules_fire_on_their_ticks() {
         counts[e.rule_id as usize] += 1;
         let k = counts[e.rule_id as usize] as i64;
         assert_eq!(e.scheduled_at, t0() + secs(every * k), "rule {}", e.rule_id);
-        assert_eq!(e.payload["execution_count"], json!(k));
+        assert_eq!(e.payload.to_map()["execution_count"], json!(k));
     }
     // No time passed while firing (the clock is paused), so nothing fired late.
     assert!(events

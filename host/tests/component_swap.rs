@@ -101,7 +101,7 @@ fn assert_exact_sequence(events: &[Event], id: i64, period_s: i64, n: usize) {
         .map(|e| {
             (
                 e.scheduled_at,
-                e.payload["execution_count"].as_u64().unwrap(),
+                e.payload.to_map()["execution_count"].as_u64().unwrap(),
             )
         })
         .collect();

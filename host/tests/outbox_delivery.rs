@@ -28,7 +28,7 @@ fn event(rule_id: i64) -> Event {
     Event {
         rule_id,
         trigger_ref: "core.intervaltimer".into(),
-        payload,
+        payload: payload.into(),
         scheduled_at: scheduled(rule_id),
     }
 }

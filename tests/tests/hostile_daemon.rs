@@ -157,7 +157,7 @@ fn assert_fired_on_time(
             base + Duration::from_secs(k),
             "rule {id}: fire {k} delivered exactly on its tick"
         );
-        assert_eq!(e.payload["execution_count"], json!(k), "rule {id}");
+        assert_eq!(e.payload.to_map()["execution_count"], json!(k), "rule {id}");
     }
 }
 

@@ -77,7 +77,7 @@ fn assert_ticks(events: &[Event], period_s: i64, n: i64) {
         .map(|e| {
             (
                 e.scheduled_at,
-                e.payload["execution_count"].as_u64().unwrap(),
+                e.payload.to_map()["execution_count"].as_u64().unwrap(),
             )
         })
         .collect();
@@ -89,7 +89,7 @@ fn assert_ticks(events: &[Event], period_s: i64, n: i64) {
 
 /// The embedded component's payloads carry `fired_at`; the hostile fixture's do not.
 fn built_by_embedded(e: &Event) -> bool {
-    e.payload.contains_key("fired_at")
+    e.payload.to_map().contains_key("fired_at")
 }
 
 #[tokio::test(start_paused = true)]
@@ -120,7 +120,7 @@ async fn the_scheduled_fire_is_the_new_components_first() {
     assert_eq!(makers, [true, true, true, false, false, false]);
     assert!(built_by_embedded(&by_rule[&2][0]));
     assert!(!built_by_embedded(&by_rule[&2][1]));
-    assert_eq!(by_rule[&2][1].payload["interval_seconds"], 3);
+    assert_eq!(by_rule[&2][1].payload.to_map()["interval_seconds"], 3);
     clock.shutdown().await;
 }
 

@@ -22,6 +22,7 @@ pub use bindings::WIT_PACKAGE_VERSION;
 pub use component::CompileCache;
 pub use types::{CallError, ComponentInfo, Fire, LoadError, Rule, RuleError, Schedule, TimerKind};
 
+use crate::event::Payload;
 use crate::policy::Limits;
 use crate::sandbox::SandboxCtx;
 use bindings::{from_wit_instant, to_wit_instant, wit, TimerComponent};
@@ -250,12 +251,18 @@ impl TimerRuntime {
         Ok(Some(next))
     }
 
-    /// The event payload for one fire: always a JSON object within the size limit.
+    /// The event payload for one fire, parsed: always a JSON object within the size limit.
     pub fn build_payload(
         &self,
         schedule: &Schedule,
         fire: &Fire,
     ) -> Result<serde_json::Map<String, serde_json::Value>, CallError> {
+        self.build_payload_text(schedule, fire).map(|p| p.to_map())
+    }
+
+    /// The event payload for one fire as the component wrote it, checked to be a JSON
+    /// object within the size limit (what the clock sends on, without parsing it again).
+    pub fn build_payload_text(&self, schedule: &Schedule, fire: &Fire) -> Result<Payload, CallError> {
         const FUNC: &str = "build-payload";
         let wit_fire = wit::Fire {
             rule_id: fire.rule_id,
@@ -283,10 +290,7 @@ impl TimerRuntime {
                 ),
             ));
         }
-        match serde_json::from_str(&text) {
-            Ok(serde_json::Value::Object(map)) => Ok(map),
-            _ => Err(bad(FUNC, "payload is not the text of a JSON object")),
-        }
+        Payload::from_text(text).map_err(|e| bad(FUNC, &e.to_string()))
     }
 
     fn check_string(&self, func: &'static str, what: &str, s: &str) -> Result<(), CallError> {
