@@ -12,7 +12,7 @@
 //!    `api_url must start with http:// or https://`,
 //!    `mq_url must start with amqp:// or amqps://` (the V1–V3 list);
 //! 3. then ours: `api_url is not a valid URL`, the log level (an EnvFilter directive), the
-//!    log format, `ATTUNE_SENSOR_TRIGGERS`, and the component limits.
+//!    log format, `ATTUNE_SENSOR_TRIGGERS`, the component limits, and the outbox settings.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tracing_subscriber::EnvFilter;
 
+use crate::outbox::OutboxOptions;
 use crate::policy::Limits;
 
 /// The default exchange name (the platform's sensor default; its API publishes to
@@ -172,6 +173,12 @@ pub struct Settings {
     /// `$XDG_CACHE_HOME/attune-timer-sensor`, else `$HOME/.cache/attune-timer-sensor`;
     /// `off`/`none`/`disabled` → `None`, no cache).
     pub cache_dir: Option<PathBuf>,
+    /// Events queued or being delivered at once before new ones are refused
+    /// (`ATTUNE_OUTBOX_CAPACITY`; default [`OutboxOptions::default`]'s, 100,000).
+    pub outbox_capacity: usize,
+    /// Event requests in flight at once (`ATTUNE_OUTBOX_CONCURRENCY`; default
+    /// [`OutboxOptions::default`]'s, 8).
+    pub outbox_concurrency: usize,
     pub source: ConfigSource,
 }
 
@@ -189,6 +196,8 @@ impl fmt::Debug for Settings {
             .field("timer_component", &self.timer_component)
             .field("limits", &self.limits)
             .field("cache_dir", &self.cache_dir)
+            .field("outbox_capacity", &self.outbox_capacity)
+            .field("outbox_concurrency", &self.outbox_concurrency)
             .field("source", &self.source)
             .finish()
     }
@@ -273,6 +282,8 @@ struct Raw {
     call_deadline_ms: Option<String>,
     max_payload_bytes: Option<String>,
     cache_dir: Option<String>,
+    outbox_capacity: Option<String>,
+    outbox_concurrency: Option<String>,
 }
 
 /// The JSON object read by `--stdin-config`. Unknown keys are ignored.
@@ -302,6 +313,11 @@ struct StdinConfig {
     timer_max_payload_bytes: Option<Value>,
     #[serde(default)]
     timer_cache_dir: Option<String>,
+    /// Optional overrides of the `ATTUNE_OUTBOX_*` variables.
+    #[serde(default)]
+    outbox_capacity: Option<Value>,
+    #[serde(default)]
+    outbox_concurrency: Option<Value>,
 }
 
 fn non_blank(v: Option<String>) -> Option<String> {
@@ -347,7 +363,8 @@ impl Settings {
 
     /// Parses the JSON object given on stdin by `--stdin-config`. Only the JSON is used
     /// for the platform settings (as on the platform); the `ATTUNE_TIMER_*` component
-    /// settings are still read from `env` unless the JSON sets `timer_*` keys.
+    /// settings and the `ATTUNE_OUTBOX_*` settings are still read from `env` unless the
+    /// JSON sets `timer_*` / `outbox_*` keys.
     pub fn from_stdin_json(text: &str, env: &dyn Env) -> Result<Settings, ConfigError> {
         Self::from_stdin_json_with(text, env, &Overrides::default())
     }
@@ -392,6 +409,12 @@ impl Settings {
         if let Some(v) = parsed.timer_cache_dir {
             raw.cache_dir = Some(v);
         }
+        if let Some(v) = parsed.outbox_capacity.and_then(json_scalar_text) {
+            raw.outbox_capacity = Some(v);
+        }
+        if let Some(v) = parsed.outbox_concurrency.and_then(json_scalar_text) {
+            raw.outbox_concurrency = Some(v);
+        }
         build(raw, env, cli, ConfigSource::Stdin)
     }
 
@@ -412,6 +435,16 @@ impl Settings {
             None => crate::runtime::CompileCache::disabled(),
         }
     }
+
+    /// The outbox options these settings ask for: `outbox_capacity` and
+    /// `outbox_concurrency`, the rest [`OutboxOptions::default`].
+    pub fn outbox_options(&self) -> OutboxOptions {
+        OutboxOptions {
+            capacity: self.outbox_capacity,
+            concurrency: self.outbox_concurrency,
+            ..OutboxOptions::default()
+        }
+    }
 }
 
 fn read_limit_vars(env: &dyn Env, raw: &mut Raw) {
@@ -419,6 +452,8 @@ fn read_limit_vars(env: &dyn Env, raw: &mut Raw) {
     raw.call_deadline_ms = non_blank(env.var("ATTUNE_TIMER_CALL_DEADLINE_MS"));
     raw.max_payload_bytes = non_blank(env.var("ATTUNE_TIMER_MAX_PAYLOAD_BYTES"));
     raw.cache_dir = env.var("ATTUNE_TIMER_CACHE_DIR");
+    raw.outbox_capacity = non_blank(env.var("ATTUNE_OUTBOX_CAPACITY"));
+    raw.outbox_concurrency = non_blank(env.var("ATTUNE_OUTBOX_CONCURRENCY"));
 }
 
 /// Checks that `directive` is a valid tracing EnvFilter directive and builds the filter.
@@ -485,6 +520,7 @@ fn build(
         Some(value) => parse_sensor_triggers(value)?,
     };
     let limits = parse_limits(&raw)?;
+    let (outbox_capacity, outbox_concurrency) = parse_outbox(&raw)?;
     let cache_dir = match raw.cache_dir.as_deref().map(str::trim) {
         Some(dir) if CACHE_OFF.contains(&dir.to_ascii_lowercase().as_str()) => None,
         Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
@@ -503,6 +539,8 @@ fn build(
         timer_component: raw.timer_component,
         limits,
         cache_dir,
+        outbox_capacity,
+        outbox_concurrency,
         source,
     })
 }
@@ -576,6 +614,32 @@ fn parse_limits(raw: &Raw) -> Result<Limits, ConfigError> {
         limits.max_payload_bytes = bytes as usize;
     }
     Ok(limits)
+}
+
+/// `ATTUNE_OUTBOX_CAPACITY` and `ATTUNE_OUTBOX_CONCURRENCY`: (capacity, concurrency).
+fn parse_outbox(raw: &Raw) -> Result<(usize, usize), ConfigError> {
+    let defaults = OutboxOptions::default();
+    let capacity = match &raw.outbox_capacity {
+        Some(v) => parse_bounded(
+            "ATTUNE_OUTBOX_CAPACITY",
+            v,
+            1,
+            10_000_000,
+            "expected a whole number of events from 1 to 10000000",
+        )? as usize,
+        None => defaults.capacity,
+    };
+    let concurrency = match &raw.outbox_concurrency {
+        Some(v) => parse_bounded(
+            "ATTUNE_OUTBOX_CONCURRENCY",
+            v,
+            1,
+            256,
+            "expected a whole number of requests from 1 to 256",
+        )? as usize,
+        None => defaults.concurrency,
+    };
+    Ok((capacity, concurrency))
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::lifecycle::{self, Listener, ListenerConfig, Session};
 use crate::logging;
-use crate::outbox::{Outbox, OutboxOptions};
+use crate::outbox::Outbox;
 use crate::rules::{RuleSource, RuleTable};
 use crate::runtime::Rule;
 use crate::swap::{self, Source, Triggers, POLL_EVERY};
@@ -145,7 +145,7 @@ impl Daemon {
             let _ = stop_rx.wait_for(|stop| *stop).await;
         });
 
-        let outbox = Outbox::start(api.clone(), OutboxOptions::default());
+        let outbox = Outbox::start(api.clone(), settings.outbox_options());
         let clock = Clock::spawn(
             Arc::new(runtime),
             outbox.sink(),

@@ -66,6 +66,8 @@ pub fn log_settings(settings: &Settings) {
         config_source = settings.source.as_str(),
         log_level = %settings.log_level,
         log_format = settings.log_format.as_str(),
+        outbox_capacity = settings.outbox_capacity,
+        outbox_concurrency = settings.outbox_concurrency,
         "Configuration loaded"
     );
     tracing::info!(

@@ -21,7 +21,7 @@ use attune_timer::{daemon, logging};
 const SETTINGS_HELP: &str = "\
 Settings (daemon mode). Read from the environment, or with --stdin-config from one JSON
 object on stdin whose keys are the lowercase names in brackets (only that object is used
-then, except for the ATTUNE_TIMER_* variables, which it may override):
+then, except for the ATTUNE_TIMER_* and ATTUNE_OUTBOX_* variables, which it may override):
   ATTUNE_API_URL [api_url]           required. Attune API base URL (http:// or https://).
   ATTUNE_API_TOKEN [api_token]       required. The sensor token (a JWT). Never logged. Its
                                      metadata.trigger_types limit the trigger refs served.
@@ -50,6 +50,11 @@ then, except for the ATTUNE_TIMER_* variables, which it may override):
                                      default: $XDG_CACHE_HOME/attune-timer-sensor, else
                                      ~/.cache/attune-timer-sensor. Compiled-component cache;
                                      off, none or disabled turns it off.
+  ATTUNE_OUTBOX_CAPACITY [outbox_capacity]
+                                     default: 100000. Events queued or being delivered at
+                                     once; more are refused with an error log (1-10000000).
+  ATTUNE_OUTBOX_CONCURRENCY [outbox_concurrency]
+                                     default: 8. Event requests in flight at once (1-256).
 
 Local mode (--rules FILE) needs no API and no broker. It reads ATTUNE_SENSOR_REF (default:
 core.timer_sensor), ATTUNE_LOG_LEVEL, ATTUNE_LOG_FORMAT (default there: pretty) and

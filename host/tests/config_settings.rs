@@ -10,6 +10,7 @@ use std::time::Duration;
 use attune_timer::config::{
     BootstrapRule, ConfigError, ConfigSource, LogFormat, Overrides, Settings,
 };
+use attune_timer::outbox::OutboxOptions;
 use attune_timer::policy::Limits;
 use serde_json::json;
 use support::fake_api::LogCapture;
@@ -145,6 +146,9 @@ fn defaults() {
         s.cache_dir,
         Some(PathBuf::from("/home/sensor/.cache/attune-timer-sensor"))
     );
+    assert_eq!(s.outbox_capacity, 100_000);
+    assert_eq!(s.outbox_concurrency, 8);
+    assert_eq!(s.outbox_options(), OutboxOptions::default());
     assert_eq!(s.source, ConfigSource::Env);
     let mut e = full_env();
     e.insert("XDG_CACHE_HOME".into(), "/xdg".into());
@@ -175,6 +179,8 @@ fn optional_variables_are_parsed() {
         ("ATTUNE_TIMER_CALL_DEADLINE_MS", "250"),
         ("ATTUNE_TIMER_MAX_PAYLOAD_BYTES", "4096"),
         ("ATTUNE_TIMER_CACHE_DIR", "/var/cache/timer"),
+        ("ATTUNE_OUTBOX_CAPACITY", "5000"),
+        ("ATTUNE_OUTBOX_CONCURRENCY", " 16 "),
     ]));
     let s = Settings::from_env(&e).unwrap();
     assert_eq!(s.mq_exchange, "attune.events");
@@ -206,6 +212,8 @@ fn optional_variables_are_parsed() {
     assert_eq!(s.limits.max_payload_bytes, 4096);
     assert_eq!(s.limits.pool_size, Limits::default().pool_size);
     assert_eq!(s.cache_dir, Some(PathBuf::from("/var/cache/timer")));
+    assert_eq!(s.outbox_capacity, 5000);
+    assert_eq!(s.outbox_concurrency, 16);
     e.insert("ATTUNE_TIMER_CACHE_DIR".into(), "off".into());
     assert_eq!(Settings::from_env(&e).unwrap().cache_dir, None);
     assert_eq!(Settings::from_env(&e).unwrap().compile_cache().dir(), None);
@@ -228,6 +236,16 @@ fn bad_limits_and_bootstrap_lists_are_fatal() {
             "ATTUNE_TIMER_MAX_PAYLOAD_BYTES",
             "lots",
             "Invalid ATTUNE_TIMER_MAX_PAYLOAD_BYTES 'lots': expected a whole number of bytes from 256 to 16777216",
+        ),
+        (
+            "ATTUNE_OUTBOX_CAPACITY",
+            "0",
+            "Invalid ATTUNE_OUTBOX_CAPACITY '0': expected a whole number of events from 1 to 10000000",
+        ),
+        (
+            "ATTUNE_OUTBOX_CONCURRENCY",
+            "257",
+            "Invalid ATTUNE_OUTBOX_CONCURRENCY '257': expected a whole number of requests from 1 to 256",
         ),
         (
             "ATTUNE_SENSOR_TRIGGERS",
@@ -332,6 +350,129 @@ fn stdin_config() {
             .to_string(),
         "Failed to parse ATTUNE_SENSOR_TRIGGERS as managed trigger instances"
     );
+}
+
+#[test]
+fn outbox_settings() {
+    // From the environment: the bounds are accepted, blank means the default.
+    for (capacity, concurrency) in [("1", "1"), ("10000000", "256"), ("250000", "32")] {
+        let mut e = full_env();
+        e.insert("ATTUNE_OUTBOX_CAPACITY".into(), capacity.into());
+        e.insert("ATTUNE_OUTBOX_CONCURRENCY".into(), concurrency.into());
+        let s = Settings::from_env(&e).unwrap();
+        assert_eq!(s.outbox_capacity, capacity.parse::<usize>().unwrap());
+        assert_eq!(s.outbox_concurrency, concurrency.parse::<usize>().unwrap());
+        assert_eq!(
+            s.outbox_options(),
+            OutboxOptions {
+                capacity: s.outbox_capacity,
+                concurrency: s.outbox_concurrency,
+                ..OutboxOptions::default()
+            },
+            "only capacity and concurrency come from the settings"
+        );
+    }
+    let mut e = full_env();
+    e.insert("ATTUNE_OUTBOX_CAPACITY".into(), "  ".into());
+    e.insert("ATTUNE_OUTBOX_CONCURRENCY".into(), "".into());
+    let s = Settings::from_env(&e).unwrap();
+    assert_eq!((s.outbox_capacity, s.outbox_concurrency), (100_000, 8));
+
+    // Every invalid value is refused with the setting, the value and the allowed range.
+    let capacity = "expected a whole number of events from 1 to 10000000";
+    let concurrency = "expected a whole number of requests from 1 to 256";
+    for (key, value, expected) in [
+        ("ATTUNE_OUTBOX_CAPACITY", "0", capacity),
+        ("ATTUNE_OUTBOX_CAPACITY", "10000001", capacity),
+        ("ATTUNE_OUTBOX_CAPACITY", "-5", capacity),
+        ("ATTUNE_OUTBOX_CAPACITY", "1e5", capacity),
+        ("ATTUNE_OUTBOX_CAPACITY", "lots", capacity),
+        (
+            "ATTUNE_OUTBOX_CAPACITY",
+            "99999999999999999999999",
+            capacity,
+        ),
+        ("ATTUNE_OUTBOX_CONCURRENCY", "0", concurrency),
+        ("ATTUNE_OUTBOX_CONCURRENCY", "257", concurrency),
+        ("ATTUNE_OUTBOX_CONCURRENCY", "2.5", concurrency),
+        ("ATTUNE_OUTBOX_CONCURRENCY", "-1", concurrency),
+        ("ATTUNE_OUTBOX_CONCURRENCY", "eight", concurrency),
+    ] {
+        let mut e = full_env();
+        e.insert(key.into(), value.into());
+        let err = Settings::from_env(&e).unwrap_err();
+        assert!(matches!(err, ConfigError::Setting { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!("Invalid {key} '{value}': {expected}")
+        );
+    }
+
+    // The platform's checks come first.
+    let mut e = full_env();
+    e.insert("ATTUNE_OUTBOX_CAPACITY".into(), "0".into());
+    e.insert("ATTUNE_MQ_URL".into(), "kafka://x".into());
+    assert_eq!(err_env(&e), "mq_url must start with amqp:// or amqps://");
+
+    // With --stdin-config: the variables still apply unless the JSON sets the keys, as
+    // numbers or as strings.
+    let e = env(&[
+        ("ATTUNE_OUTBOX_CAPACITY", "7000"),
+        ("ATTUNE_OUTBOX_CONCURRENCY", "12"),
+    ]);
+    let base = json!({
+        "api_url": "http://a", "api_token": "t", "sensor_ref": "s", "mq_url": "amqp://m",
+    });
+    let s = Settings::from_stdin_json(&base.to_string(), &e).unwrap();
+    assert_eq!((s.outbox_capacity, s.outbox_concurrency), (7000, 12));
+    let s = Settings::from_stdin_json(&base.to_string(), &HashMap::new()).unwrap();
+    assert_eq!((s.outbox_capacity, s.outbox_concurrency), (100_000, 8));
+    let mut v = base.clone();
+    v["outbox_capacity"] = json!(2500);
+    v["outbox_concurrency"] = json!("64");
+    let s = Settings::from_stdin_json(&v.to_string(), &e).unwrap();
+    assert_eq!((s.outbox_capacity, s.outbox_concurrency), (2500, 64));
+    let mut v = base.clone();
+    v["outbox_capacity"] = json!(null);
+    v["outbox_concurrency"] = json!(null);
+    let s = Settings::from_stdin_json(&v.to_string(), &e).unwrap();
+    assert_eq!(
+        (s.outbox_capacity, s.outbox_concurrency),
+        (7000, 12),
+        "null means not set"
+    );
+    for (key, value, message) in [
+        (
+            "outbox_capacity",
+            json!(0),
+            format!("Invalid ATTUNE_OUTBOX_CAPACITY '0': {capacity}"),
+        ),
+        (
+            "outbox_capacity",
+            json!(20_000_000),
+            format!("Invalid ATTUNE_OUTBOX_CAPACITY '20000000': {capacity}"),
+        ),
+        (
+            "outbox_concurrency",
+            json!(300),
+            format!("Invalid ATTUNE_OUTBOX_CONCURRENCY '300': {concurrency}"),
+        ),
+        (
+            "outbox_concurrency",
+            json!(1.5),
+            format!("Invalid ATTUNE_OUTBOX_CONCURRENCY '1.5': {concurrency}"),
+        ),
+        (
+            "outbox_concurrency",
+            json!("many"),
+            format!("Invalid ATTUNE_OUTBOX_CONCURRENCY 'many': {concurrency}"),
+        ),
+    ] {
+        let mut v = base.clone();
+        v[key] = value;
+        let err = Settings::from_stdin_json(&v.to_string(), &e).unwrap_err();
+        assert_eq!(err.to_string(), message);
+    }
 }
 
 #[test]
@@ -468,6 +609,8 @@ fn logged_settings_show_origins_only() {
     assert_eq!(loaded[0]["config_source"], "env");
     assert_eq!(loaded[0]["log_level"], "info");
     assert_eq!(loaded[0]["log_format"], "json");
+    assert_eq!(loaded[0]["outbox_capacity"], 100_000);
+    assert_eq!(loaded[0]["outbox_concurrency"], 8);
     assert!(text.contains(
         "Configuration loaded successfully: sensor_ref=core.timer_sensor, api_url=https://api.example"
     ));

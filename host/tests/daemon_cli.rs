@@ -57,6 +57,10 @@ fn help_documents_every_setting() {
         "ATTUNE_TIMER_CALL_DEADLINE_MS",
         "ATTUNE_TIMER_MAX_PAYLOAD_BYTES",
         "ATTUNE_TIMER_CACHE_DIR",
+        "ATTUNE_OUTBOX_CAPACITY",
+        "default: 100000",
+        "ATTUNE_OUTBOX_CONCURRENCY",
+        "default: 8",
         "SIGTERM",
     ] {
         assert!(
