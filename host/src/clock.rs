@@ -14,8 +14,8 @@
 //! A fire takes two component calls (the tick after it, then the payload, which names that
 //! tick), several microseconds each: 10,000 rules due in the same second would take tens of
 //! milliseconds to work through at the deadline. So the clock builds each rule's next fire
-//! *ahead*, right after the previous one (in slices of [`BUILD_SLICE`], never when a
-//! deadline is less than [`BUILD_HORIZON`] away), as if it were released exactly on time:
+//! *ahead*, right after the previous one (in slices of at most [`BUILD_SLICE`], cut to
+//! what fits before the next deadline), as if it were released exactly on time:
 //! its payload says it fired at its tick. At the deadline the clock only hands prebuilt
 //! events to the sink, all together. A prebuilt fire is used only within [`ON_TIME`] of its
 //! tick; a fire that is later than that (an overloaded machine, a timer just started or
@@ -85,10 +85,13 @@ const PER_THREAD: usize = 64;
 /// At most this many late fires are computed in one pass, so a huge backlog is worked off
 /// in slices and new deadlines are looked at in between.
 const MAX_BATCH: usize = 4096;
-/// Fires prebuilt in one pass: about a millisecond of component work on two cores.
+/// Fires prebuilt in one pass at most: about a millisecond of component work on two cores.
 const BUILD_SLICE: usize = 256;
-/// No prebuild slice starts when a deadline is nearer than this.
+/// With a deadline nearer than this, a prebuild slice is cut to what fits before it
+/// (at least one fire, so prebuilding keeps up even when deadlines are dense).
 const BUILD_HORIZON: Duration = Duration::from_millis(3);
+/// Kept free before a deadline when cutting a slice.
+const BUILD_MARGIN: Duration = Duration::from_micros(300);
 /// A prebuilt fire is released only this close to its tick: its payload says it fired at
 /// the tick itself. Later than that, the payload is built when it fires, with the real time.
 pub const ON_TIME: Duration = Duration::from_millis(1);
@@ -504,7 +507,7 @@ impl Clock {
 
     /// How late fires reached the sink since the last call (or the start): for each fire,
     /// the moment the sink had it minus its tick on the monotonic clock, in nanoseconds
-    /// (3 significant digits). Taking it starts a new one.
+    /// (3 significant digits, at most a day). Taking it starts a new one.
     pub fn take_lateness(&self) -> Histogram<u64> {
         let mut h = self.shared.lateness.lock().expect("lateness lock");
         std::mem::replace(&mut *h, new_lateness_histogram())
@@ -618,8 +621,9 @@ impl Shared {
     }
 }
 
+/// 1 ns to a day (later is recorded as a day), 3 significant digits: about 300 KiB.
 fn new_lateness_histogram() -> Histogram<u64> {
-    Histogram::new(3).expect("3 significant digits is a valid precision")
+    Histogram::new_with_bounds(1, 86_400 * 1_000_000_000, 3).expect("valid histogram bounds")
 }
 
 /// Removes a rule's timer and its queue key.
@@ -736,10 +740,12 @@ struct Released {
 /// The clock task.
 async fn run(shared: Arc<Shared>) {
     let mut wait = PreciseWait::default();
+    // Wall time of prebuilding one fire, as last measured.
+    let mut build_cost = Duration::from_micros(10);
     loop {
         // Held until this pass is committed (see `Shared::batch`).
         let batch = shared.batch.lock().await;
-        let Some(pass) = take_pass(&shared) else {
+        let Some(pass) = take_pass(&shared, build_cost) else {
             break;
         };
         let Pass {
@@ -755,7 +761,10 @@ async fn run(shared: Arc<Shared>) {
         if !late.is_empty() {
             fire_late(&shared, late).await;
         } else if !builds.is_empty() {
+            let started = Instant::now();
+            let n = builds.len() as u32;
             prebuild(&shared, builds).await;
+            build_cost = (started.elapsed() / n).max(Duration::from_micros(1));
         }
         drop(batch);
         if busy {
@@ -776,7 +785,7 @@ async fn run(shared: Arc<Shared>) {
 
 /// Under the state lock: releases what is due and prebuilt, collects what is due and not,
 /// and, when nothing is due soon, a slice of prebuild work. `None` once stopped.
-fn take_pass(shared: &Shared) -> Option<Pass> {
+fn take_pass(shared: &Shared, build_cost: Duration) -> Option<Pass> {
     let mut state = shared.state.lock().expect("clock state lock");
     if state.stopped {
         return None;
@@ -839,10 +848,16 @@ fn take_pass(shared: &Shared) -> Option<Pass> {
         shared.publish_len(state);
     }
     let next_deadline = state.queue.first().map(|key| key.0);
-    // Prebuild only when no deadline is near: a slice takes about a millisecond.
+    let room = next_deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(now));
+    let slice = if room > BUILD_HORIZON {
+        BUILD_SLICE
+    } else {
+        let fits = room.saturating_sub(BUILD_MARGIN).as_nanos() / build_cost.as_nanos().max(1);
+        (fits as usize).clamp(1, BUILD_SLICE)
+    };
     let mut builds = Vec::new();
-    if late.is_empty() && next_deadline.is_none_or(|d| d > now + BUILD_HORIZON) {
-        while builds.len() < BUILD_SLICE {
+    if late.is_empty() {
+        while builds.len() < slice {
             let Some((rule_id, generation, tick)) = state.builds.pop_front() else {
                 break;
             };

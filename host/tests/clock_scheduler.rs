@@ -127,6 +127,12 @@ async fn intervals_are_drift_free() {
     let status = clock.timer(1).unwrap();
     assert_eq!(status.next_fire_at, t0() + secs(505));
     assert_eq!(status.execution_count, 100);
+    // Every fire was built ahead and reached the sink on its tick (the clock is paused,
+    // so "on its tick" is exact up to tokio's millisecond timer).
+    let lateness = clock.take_lateness();
+    assert_eq!(lateness.len(), 100);
+    assert!(lateness.max() <= 1_000_000, "max {} ns", lateness.max());
+    assert_eq!(clock.take_lateness().len(), 0, "taking it starts a new one");
     clock.shutdown().await;
 }
 
@@ -146,6 +152,12 @@ async fn a_late_fire_does_not_push_later_ones() {
     );
     assert_eq!(events[1].scheduled_at, t0() + secs(10));
     assert_eq!(payload_time(&events[1], "fired_at"), t0() + secs(10));
+    // The late fire was built when it fired (its payload has the real time, above) and
+    // counts as 2.3 s late; the next one was built ahead and is on time.
+    let lateness = clock.take_lateness();
+    assert_eq!(lateness.len(), 2);
+    assert!(lateness.max() >= 2_300_000_000, "max {} ns", lateness.max());
+    assert!(lateness.min() <= 1_000_000, "min {} ns", lateness.min());
     clock.shutdown().await;
 }
 
