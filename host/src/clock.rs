@@ -64,8 +64,8 @@
 //! next fire). The checks that come before are in
 //! [`crate::swap`].
 
-use std::collections::{BTreeSet, HashMap};
 use std::collections::VecDeque;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
@@ -363,7 +363,9 @@ impl Clock {
             }
             // Built by the old component: the new one builds the fire already scheduled.
             timer.ready = None;
-            state.builds.push_back((*id, timer.generation, timer.next_at));
+            state
+                .builds
+                .push_back((*id, timer.generation, timer.next_at));
         }
         self.shared.notify.notify_one();
         let mut current = self.shared.runtime.write().expect("clock runtime lock");
@@ -811,9 +813,10 @@ fn take_pass(shared: &Shared, build_cost: Duration) -> Option<Pass> {
             continue;
         }
         let on_time = now.saturating_duration_since(deadline) <= ON_TIME;
-        let ready = timer.ready.take().filter(|r| {
-            on_time && r.after.is_none_or(|after| after > now_utc)
-        });
+        let ready = timer
+            .ready
+            .take()
+            .filter(|r| on_time && r.after.is_none_or(|after| after > now_utc));
         let Some(ready) = ready else {
             late.push(timer.job(rule_id));
             continue;
@@ -864,8 +867,7 @@ fn take_pass(shared: &Shared, build_cost: Duration) -> Option<Pass> {
             let Some(timer) = state.timers.get(&rule_id) else {
                 continue;
             };
-            if timer.generation == generation && timer.next_at == tick && timer.ready.is_none()
-            {
+            if timer.generation == generation && timer.next_at == tick && timer.ready.is_none() {
                 let mut job = timer.job(rule_id);
                 job.fired_at = Some(tick);
                 builds.push(job);
@@ -965,7 +967,9 @@ async fn fire_late(shared: &Arc<Shared>, jobs: Vec<Job>) {
                             timer.next_at = next_at;
                             timer.deadline = deadline;
                             state.queue.insert((deadline, job.rule_id, job.generation));
-                            state.builds.push_back((job.rule_id, job.generation, next_at));
+                            state
+                                .builds
+                                .push_back((job.rule_id, job.generation, next_at));
                         }
                         None => {
                             state.timers.remove(&job.rule_id);
@@ -1053,7 +1057,14 @@ fn submit_fired(shared: &Shared, fired: Vec<(Job, Fired)>) {
     let mut events = Vec::with_capacity(fired.len());
     let mut logs = Vec::with_capacity(fired.len());
     for (job, f) in fired {
-        logs.push((job.rule_id, job.execution_count, job.tick, f.fired_at, f.next, job.deadline));
+        logs.push((
+            job.rule_id,
+            job.execution_count,
+            job.tick,
+            f.fired_at,
+            f.next,
+            job.deadline,
+        ));
         events.push(Event {
             rule_id: job.rule_id,
             trigger_ref: job.schedule.trigger_ref.clone(),
@@ -1064,7 +1075,9 @@ fn submit_fired(shared: &Shared, fired: Vec<(Job, Fired)>) {
     let trigger_refs: Vec<String> = events.iter().map(|e| e.trigger_ref.clone()).collect();
     shared.sink.submit_all(events);
     shared.record_lateness(Instant::now(), logs.iter().map(|l| l.5));
-    for ((rule_id, count, tick, fired_at, next, _), trigger_ref) in logs.into_iter().zip(trigger_refs) {
+    for ((rule_id, count, tick, fired_at, next, _), trigger_ref) in
+        logs.into_iter().zip(trigger_refs)
+    {
         log_fired(rule_id, &trigger_ref, count, tick, fired_at, next);
     }
 }
@@ -1100,7 +1113,10 @@ impl PreciseWait {
                 }
             }
             let before = Instant::now();
-            if let Some(rest) = deadline.checked_duration_since(before).filter(|d| !d.is_zero()) {
+            if let Some(rest) = deadline
+                .checked_duration_since(before)
+                .filter(|d| !d.is_zero())
+            {
                 let _ = spawn_blocking_traced(move || std::thread::sleep(rest)).await;
                 self.paused = Instant::now() == before;
             }

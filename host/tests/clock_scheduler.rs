@@ -203,7 +203,11 @@ async fn identical_reapply_keeps_phase_and_count() {
     let events = sink.take();
     assert_eq!(events.len(), 3);
     assert_eq!(events[2].scheduled_at, t0() + secs(15), "same phase");
-    assert_eq!(events[2].payload.to_map()["execution_count"], 3, "same count");
+    assert_eq!(
+        events[2].payload.to_map()["execution_count"],
+        3,
+        "same count"
+    );
     clock.shutdown().await;
 }
 
@@ -247,7 +251,11 @@ async fn new_params_replace_the_timer() {
     let events = sink.take();
     let ticks: Vec<_> = events.iter().map(|e| e.scheduled_at).collect();
     assert_eq!(ticks, [t0() + secs(5), t0() + secs(10), t0() + secs(13)]);
-    assert_eq!(events[1].payload.to_map()["execution_count"], 1, "count restarts");
+    assert_eq!(
+        events[1].payload.to_map()["execution_count"],
+        1,
+        "count restarts"
+    );
     assert_eq!(events[1].payload.to_map()["interval_seconds"], 3);
     clock.shutdown().await;
 }

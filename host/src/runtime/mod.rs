@@ -262,7 +262,11 @@ impl TimerRuntime {
 
     /// The event payload for one fire as the component wrote it, checked to be a JSON
     /// object within the size limit (what the clock sends on, without parsing it again).
-    pub fn build_payload_text(&self, schedule: &Schedule, fire: &Fire) -> Result<Payload, CallError> {
+    pub fn build_payload_text(
+        &self,
+        schedule: &Schedule,
+        fire: &Fire,
+    ) -> Result<Payload, CallError> {
         const FUNC: &str = "build-payload";
         let wit_fire = wit::Fire {
             rule_id: fire.rule_id,
