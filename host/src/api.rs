@@ -440,7 +440,7 @@ impl ApiClient {
         if status == StatusCode::FORBIDDEN {
             return Err(ApiError::Forbidden {
                 origin: self.inner.origin.clone(),
-                trigger_ref: event.trigger_ref.clone(),
+                trigger_ref: event.trigger_ref.to_string(),
             });
         }
         if !status.is_success() {

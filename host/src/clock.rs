@@ -95,6 +95,8 @@ const BUILD_MARGIN: Duration = Duration::from_micros(300);
 /// A prebuilt fire is released only this close to its tick: its payload says it fired at
 /// the tick itself. Later than that, the payload is built when it fires, with the real time.
 pub const ON_TIME: Duration = Duration::from_millis(1);
+/// While releasing many fires, how often "now" is read again to judge [`ON_TIME`].
+const RELEASE_CHECK: usize = 512;
 /// tokio's timer wakes on whole milliseconds; the clock sleeps the last one more precisely.
 const TOKIO_TIMER_TICK: Duration = Duration::from_millis(1);
 
@@ -139,6 +141,8 @@ struct State {
 struct Timer {
     generation: u64,
     rule_ref: Arc<str>,
+    /// `schedule.trigger_ref`, shared by every event of this timer.
+    trigger_ref: Arc<str>,
     schedule: Arc<Schedule>,
     started_at: DateTime<Utc>,
     /// The next tick, as the component named it.
@@ -359,6 +363,7 @@ impl Clock {
         state.builds.clear();
         for (id, timer) in state.timers.iter_mut() {
             if let Some((_, schedule)) = schedules.remove(id) {
+                timer.trigger_ref = schedule.trigger_ref.as_str().into();
                 timer.schedule = Arc::new(schedule);
             }
             // Built by the old component: the new one builds the fire already scheduled.
@@ -435,6 +440,7 @@ impl Clock {
             Timer {
                 generation,
                 rule_ref,
+                trigger_ref: trigger_ref.as_str().into(),
                 schedule,
                 started_at,
                 next_at,
@@ -721,10 +727,10 @@ pub(crate) fn spawn_blocking_traced<R: Send + 'static>(
     tokio::task::spawn_blocking(move || tracing::dispatcher::with_default(&dispatch, f))
 }
 
-/// What one pass of the clock task found to do.
+/// What one pass of the clock task found to do, besides releasing fires.
 struct Pass {
-    /// Prebuilt fires released on time, with the tick each was due at.
-    released: Vec<(Event, Released)>,
+    /// Fires released on time (already with the sink), to log.
+    released: Vec<Released>,
     /// Due fires with no usable prebuilt payload: computed now, then released.
     late: Vec<Job>,
     /// Fires to prebuild, taken from [`State::builds`].
@@ -732,10 +738,12 @@ struct Pass {
     next_deadline: Option<Instant>,
 }
 
-/// What the log line of a released fire says.
+/// A fire released on time, for its log line.
 struct Released {
+    rule_id: i64,
+    trigger_ref: Arc<str>,
     execution_count: u64,
-    deadline: Instant,
+    scheduled_at: DateTime<Utc>,
     next: Option<DateTime<Utc>>,
 }
 
@@ -758,7 +766,20 @@ async fn run(shared: Arc<Shared>) {
         } = pass;
         let busy = !released.is_empty() || !late.is_empty() || !builds.is_empty();
         if !released.is_empty() {
-            release(&shared, released);
+            let fired_at = shared.anchor.now();
+            // Logging 10,000 lines takes tens of milliseconds: not on the clock task.
+            spawn_blocking_traced(move || {
+                for r in released {
+                    log_fired(
+                        r.rule_id,
+                        &r.trigger_ref,
+                        r.execution_count,
+                        r.scheduled_at,
+                        fired_at,
+                        r.next,
+                    );
+                }
+            });
         }
         if !late.is_empty() {
             fire_late(&shared, late).await;
@@ -785,17 +806,23 @@ async fn run(shared: Arc<Shared>) {
     debug!("Clock task ended");
 }
 
-/// Under the state lock: releases what is due and prebuilt, collects what is due and not,
-/// and, when nothing is due soon, a slice of prebuild work. `None` once stopped.
+/// Under the state lock: hands every due, prebuilt fire to the sink at once, collects the
+/// due fires that must be computed now and, as time allows before the next deadline, a
+/// slice of prebuild work. `None` once stopped.
+///
+/// The release is the latency path, so it does the least per fire: it takes each timer's
+/// prebuilt event, hands them all over in one call, and only then puts the next deadlines
+/// back in the queue.
 fn take_pass(shared: &Shared, build_cost: Duration) -> Option<Pass> {
     let mut state = shared.state.lock().expect("clock state lock");
     if state.stopped {
         return None;
     }
     let state = &mut *state;
-    let now = Instant::now();
-    let now_utc = shared.anchor.utc_at(now);
+    let mut now = Instant::now();
+    let mut events = Vec::new();
     let mut released = Vec::new();
+    let mut requeue = Vec::new();
     let mut late = Vec::new();
     let mut ended = 0;
     while late.len() < MAX_BATCH {
@@ -812,44 +839,63 @@ fn take_pass(shared: &Shared, build_cost: Duration) -> Option<Pass> {
         if timer.generation != generation {
             continue;
         }
+        if events.len() % RELEASE_CHECK == RELEASE_CHECK - 1 {
+            // A big release takes a while: "on time" is judged as of now.
+            now = Instant::now();
+        }
         let on_time = now.saturating_duration_since(deadline) <= ON_TIME;
-        let ready = timer
-            .ready
-            .take()
-            .filter(|r| on_time && r.after.is_none_or(|after| after > now_utc));
+        let ready = timer.ready.take().filter(|r| {
+            on_time
+                && r.after
+                    .is_none_or(|after| shared.anchor.instant_at(after) > now)
+        });
         let Some(ready) = ready else {
             late.push(timer.job(rule_id));
             continue;
         };
         timer.execution_count += 1;
-        let event = Event {
+        events.push(Event {
             rule_id,
-            trigger_ref: timer.schedule.trigger_ref.clone(),
+            trigger_ref: timer.trigger_ref.clone(),
             payload: ready.payload,
             scheduled_at: timer.next_at,
-        };
-        let info = Released {
+        });
+        released.push(Released {
+            rule_id,
+            trigger_ref: timer.trigger_ref.clone(),
             execution_count: timer.execution_count,
-            deadline,
+            scheduled_at: timer.next_at,
             next: ready.after,
-        };
+        });
         match ready.after {
             Some(after) => {
                 timer.next_at = after;
                 timer.deadline = shared.anchor.instant_at(after);
-                state.queue.insert((timer.deadline, rule_id, generation));
-                state.builds.push_back((rule_id, generation, after));
+                requeue.push((timer.deadline, rule_id, generation, after));
             }
             None => {
                 state.timers.remove(&rule_id);
                 ended += 1;
             }
         }
-        released.push((event, info));
+    }
+    if !events.is_empty() {
+        shared.sink.submit_all(events);
+        shared.record_lateness(
+            Instant::now(),
+            released
+                .iter()
+                .map(|r| shared.anchor.instant_at(r.scheduled_at)),
+        );
+    }
+    for (deadline, rule_id, generation, after) in requeue {
+        state.queue.insert((deadline, rule_id, generation));
+        state.builds.push_back((rule_id, generation, after));
     }
     if ended > 0 {
         shared.publish_len(state);
     }
+    let now = Instant::now();
     let next_deadline = state.queue.first().map(|key| key.0);
     let room = next_deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(now));
     let slice = if room > BUILD_HORIZON {
@@ -880,33 +926,6 @@ fn take_pass(shared: &Shared, build_cost: Duration) -> Option<Pass> {
         builds,
         next_deadline,
     })
-}
-
-/// Hands prebuilt events to the sink in one go, then records and logs them.
-fn release(shared: &Arc<Shared>, released: Vec<(Event, Released)>) {
-    let (events, infos): (Vec<Event>, Vec<Released>) = released.into_iter().unzip();
-    let logged: Vec<(i64, String, DateTime<Utc>)> = events
-        .iter()
-        .map(|e| (e.rule_id, e.trigger_ref.clone(), e.scheduled_at))
-        .collect();
-    shared.sink.submit_all(events);
-    // Stamped after the hand-off: every event of the batch is with the sink by now.
-    let at = Instant::now();
-    shared.record_lateness(at, infos.iter().map(|i| i.deadline));
-    let fired_at = shared.anchor.utc_at(at);
-    // Logging 10,000 lines takes tens of milliseconds: not on the clock task.
-    spawn_blocking_traced(move || {
-        for ((rule_id, trigger_ref, scheduled_at), info) in logged.into_iter().zip(infos) {
-            log_fired(
-                rule_id,
-                &trigger_ref,
-                info.execution_count,
-                scheduled_at,
-                fired_at,
-                info.next,
-            );
-        }
-    });
 }
 
 fn log_fired(
@@ -1057,28 +1076,26 @@ fn submit_fired(shared: &Shared, fired: Vec<(Job, Fired)>) {
     let mut events = Vec::with_capacity(fired.len());
     let mut logs = Vec::with_capacity(fired.len());
     for (job, f) in fired {
-        logs.push((
-            job.rule_id,
-            job.execution_count,
-            job.tick,
-            f.fired_at,
-            f.next,
-            job.deadline,
-        ));
+        let trigger_ref: Arc<str> = job.schedule.trigger_ref.as_str().into();
         events.push(Event {
             rule_id: job.rule_id,
-            trigger_ref: job.schedule.trigger_ref.clone(),
+            trigger_ref: trigger_ref.clone(),
             payload: f.payload,
             scheduled_at: job.tick,
         });
+        logs.push((job, f.fired_at, f.next, trigger_ref));
     }
-    let trigger_refs: Vec<String> = events.iter().map(|e| e.trigger_ref.clone()).collect();
     shared.sink.submit_all(events);
-    shared.record_lateness(Instant::now(), logs.iter().map(|l| l.5));
-    for ((rule_id, count, tick, fired_at, next, _), trigger_ref) in
-        logs.into_iter().zip(trigger_refs)
-    {
-        log_fired(rule_id, &trigger_ref, count, tick, fired_at, next);
+    shared.record_lateness(Instant::now(), logs.iter().map(|l| l.0.deadline));
+    for (job, fired_at, next, trigger_ref) in logs {
+        log_fired(
+            job.rule_id,
+            &trigger_ref,
+            job.execution_count,
+            job.tick,
+            fired_at,
+            next,
+        );
     }
 }
 

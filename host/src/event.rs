@@ -2,6 +2,7 @@
 //! (which decides *when*) and delivery (the API outbox, or stdout in local mode).
 
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -12,8 +13,9 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub rule_id: i64,
-    /// The trigger ref the event is created for.
-    pub trigger_ref: String,
+    /// The trigger ref the event is created for (shared with the rule's timer: the clock
+    /// makes thousands of events at once).
+    pub trigger_ref: Arc<str>,
     /// The payload the component built.
     pub payload: Payload,
     /// The instant the schedule named; used in logs when delivery fails.

@@ -132,7 +132,7 @@ pub struct OutboxStats {
 
 struct Pending {
     rule_id: i64,
-    trigger_ref: String,
+    trigger_ref: Arc<str>,
     scheduled_at: DateTime<Utc>,
 }
 
@@ -145,7 +145,7 @@ struct Job {
 struct Shared {
     api: ApiClient,
     opts: OutboxOptions,
-    tx: mpsc::UnboundedSender<Job>,
+    tx: mpsc::UnboundedSender<Vec<Job>>,
     slots: Arc<Semaphore>,
     in_flight: Semaphore,
     accepting: AtomicBool,
@@ -179,57 +179,38 @@ impl Shared {
     }
 
     fn submit(&self, event: Event) {
-        if !self.accepting.load(Ordering::Acquire) {
-            self.refused.fetch_add(1, Ordering::Relaxed);
-            log_refused(&event, "the outbox is shutting down");
-            return;
-        }
-        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
-            self.refused.fetch_add(1, Ordering::Relaxed);
-            log_refused(&event, "the outbox is full");
-            return;
-        };
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.pending_map().insert(
-            id,
-            Pending {
-                rule_id: event.rule_id,
-                trigger_ref: event.trigger_ref.clone(),
-                scheduled_at: event.scheduled_at,
-            },
-        );
-        match self.tx.send(Job {
-            id,
-            event,
-            _slot: slot,
-        }) {
-            Ok(()) => {
-                self.accepted.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(mpsc::error::SendError(job)) => {
-                self.pending_map().remove(&id);
-                self.refused.fetch_add(1, Ordering::Relaxed);
-                log_refused(&job.event, "the outbox is shutting down");
-            }
-        }
+        self.submit_all(vec![event]);
     }
 
-    /// [`submit`](Self::submit) for many events, taking the locks once.
+    /// Takes a slot for each event (refusing, with an error log, those that find none)
+    /// and hands them to the dispatcher as one message: the clock releases every fire due
+    /// at the same moment together, and this is on its path.
     fn submit_all(&self, events: Vec<Event>) {
         if !self.accepting.load(Ordering::Acquire) {
             for event in events {
-                self.refused.fetch_add(1, Ordering::Relaxed);
-                log_refused(&event, "the outbox is shutting down");
+                self.refuse(&event, "the outbox is shutting down");
             }
             return;
         }
+        let mut slots = match self
+            .slots
+            .clone()
+            .try_acquire_many_owned(events.len() as u32)
+        {
+            Ok(all) => Some(all),
+            Err(_) => None,
+        };
         let mut jobs = Vec::with_capacity(events.len());
         {
             let mut pending = self.pending_map();
             for event in events {
-                let Ok(slot) = self.slots.clone().try_acquire_owned() else {
-                    self.refused.fetch_add(1, Ordering::Relaxed);
-                    log_refused(&event, "the outbox is full");
+                let slot = match slots.as_mut() {
+                    Some(all) => all.split(1),
+                    // Not room for all: one at a time until the outbox is full.
+                    None => self.slots.clone().try_acquire_owned().ok(),
+                };
+                let Some(slot) = slot else {
+                    self.refuse(&event, "the outbox is full");
                     continue;
                 };
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -248,19 +229,27 @@ impl Shared {
                 });
             }
         }
-        for job in jobs {
-            let id = job.id;
-            match self.tx.send(job) {
-                Ok(()) => {
-                    self.accepted.fetch_add(1, Ordering::Relaxed);
+        let n = jobs.len() as u64;
+        match self.tx.send(jobs) {
+            Ok(()) => {
+                self.accepted.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(mpsc::error::SendError(jobs)) => {
+                let mut pending = self.pending_map();
+                for job in &jobs {
+                    pending.remove(&job.id);
                 }
-                Err(mpsc::error::SendError(job)) => {
-                    self.pending_map().remove(&id);
-                    self.refused.fetch_add(1, Ordering::Relaxed);
-                    log_refused(&job.event, "the outbox is shutting down");
+                drop(pending);
+                for job in jobs {
+                    self.refuse(&job.event, "the outbox is shutting down");
                 }
             }
         }
+    }
+
+    fn refuse(&self, event: &Event, reason: &str) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        log_refused(event, reason);
     }
 
     fn finish(&self, id: u64) {
@@ -379,7 +368,7 @@ impl Outbox {
                 );
                 AbandonedEvent {
                     rule_id: p.rule_id,
-                    trigger_ref: p.trigger_ref,
+                    trigger_ref: p.trigger_ref.to_string(),
                     scheduled_at: p.scheduled_at,
                 }
             })
@@ -414,7 +403,7 @@ impl Outbox {
 
 async fn dispatch(
     shared: Arc<Shared>,
-    mut rx: mpsc::UnboundedReceiver<Job>,
+    mut rx: mpsc::UnboundedReceiver<Vec<Job>>,
     mut stop: oneshot::Receiver<Instant>,
 ) {
     let mut tasks = JoinSet::new();
@@ -426,16 +415,20 @@ async fn dispatch(
                 // The Outbox was dropped without shutdown: keep delivering while the runtime lives.
                 Err(_) => stop_live = false,
             },
-            Some(job) = rx.recv() => {
-                tasks.spawn(deliver(shared.clone(), job).with_current_subscriber());
+            Some(jobs) = rx.recv() => {
+                for job in jobs {
+                    tasks.spawn(deliver(shared.clone(), job).with_current_subscriber());
+                }
             }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
     };
     shared.flushing.send_replace(true);
     rx.close();
-    while let Ok(job) = rx.try_recv() {
-        tasks.spawn(deliver(shared.clone(), job).with_current_subscriber());
+    while let Ok(jobs) = rx.try_recv() {
+        for job in jobs {
+            tasks.spawn(deliver(shared.clone(), job).with_current_subscriber());
+        }
     }
     let drained = tokio::time::timeout_at(deadline, async {
         while tasks.join_next().await.is_some() {}

@@ -122,7 +122,7 @@ async fn intervals_are_drift_free() {
         assert_eq!(e.payload.to_map()["execution_count"], json!(k));
         assert_eq!(e.payload.to_map()["type"], "interval");
         assert_eq!(e.payload.to_map()["sensor_ref"], SENSOR);
-        assert_eq!(e.trigger_ref, "core.intervaltimer");
+        assert_eq!(&*e.trigger_ref, "core.intervaltimer");
     }
     let status = clock.timer(1).unwrap();
     assert_eq!(status.next_fire_at, t0() + secs(505));
