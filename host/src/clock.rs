@@ -65,7 +65,7 @@
 //! [`crate::swap`].
 
 use std::collections::VecDeque;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
@@ -96,7 +96,7 @@ const BUILD_MARGIN: Duration = Duration::from_micros(300);
 /// the tick itself. Later than that, the payload is built when it fires, with the real time.
 pub const ON_TIME: Duration = Duration::from_millis(1);
 /// While releasing many fires, how often "now" is read again to judge [`ON_TIME`].
-const RELEASE_CHECK: usize = 512;
+const RELEASE_CHECK: usize = 256;
 /// tokio's timer wakes on whole milliseconds; the clock sleeps the last one more precisely.
 const TOKIO_TIMER_TICK: Duration = Duration::from_millis(1);
 
@@ -129,8 +129,13 @@ struct Shared {
 #[derive(Default)]
 struct State {
     timers: HashMap<i64, Timer>,
-    /// Every running timer's next deadline. The first key is the next thing to do.
-    queue: BTreeSet<(Instant, i64, u64)>,
+    /// Every running timer's next deadline, with the fire built for it once it is (see
+    /// [`Ready`]). The first key is the next thing to do. Keeping the prebuilt fire here,
+    /// not in [`Timer`], lets a release pop events in deadline order without touching the
+    /// timers until they are handed over.
+    queue: BTreeMap<Key, Option<Ready>>,
+    /// One shared copy of each trigger ref, so events share a hot reference count.
+    trigger_refs: HashMap<String, Arc<str>>,
     /// Timers whose next fire is to be prebuilt: `(rule id, generation, tick)`, oldest
     /// first. Stale entries (the timer fired late or changed since) are skipped.
     builds: VecDeque<(i64, u64, DateTime<Utc>)>,
@@ -151,16 +156,41 @@ struct Timer {
     deadline: Instant,
     /// Fires so far.
     execution_count: u64,
-    /// The fire at `next_at`, built ahead of time for an on-time release.
-    ready: Option<Ready>,
 }
+
+/// A queue key: `(deadline, rule id, generation)`.
+type Key = (Instant, i64, u64);
 
 /// A fire built ahead of its deadline, as if released exactly on time: the payload's
 /// `fired_at` is the tick. It is released only within [`ON_TIME`] of the tick.
 struct Ready {
-    payload: Payload,
-    /// The tick after this one (`next_fire_at` in the payload).
-    after: Option<DateTime<Utc>>,
+    event: Event,
+    /// The tick after this one (`next_fire_at` in the payload), and its deadline.
+    after: Option<(DateTime<Utc>, Instant)>,
+}
+
+impl State {
+    fn intern(&mut self, trigger_ref: &str) -> Arc<str> {
+        if let Some(shared) = self.trigger_refs.get(trigger_ref) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = trigger_ref.into();
+        self.trigger_refs
+            .insert(trigger_ref.to_string(), shared.clone());
+        shared
+    }
+
+    /// Whether the timer's next fire still waits to be prebuilt.
+    fn needs_build(&self, rule_id: i64, generation: u64, tick: DateTime<Utc>) -> bool {
+        self.timers.get(&rule_id).is_some_and(|t| {
+            t.generation == generation
+                && t.next_at == tick
+                && matches!(
+                    self.queue.get(&(t.deadline, rule_id, generation)),
+                    Some(None)
+                )
+        })
+    }
 }
 
 impl Timer {
@@ -361,16 +391,22 @@ impl Clock {
         }
         let state = &mut *state;
         state.builds.clear();
-        for (id, timer) in state.timers.iter_mut() {
-            if let Some((_, schedule)) = schedules.remove(id) {
-                timer.trigger_ref = schedule.trigger_ref.as_str().into();
+        // Built by the old component: the new one builds the fire already scheduled.
+        for slot in state.queue.values_mut() {
+            *slot = None;
+        }
+        let ids: Vec<i64> = state.timers.keys().copied().collect();
+        for id in ids {
+            if let Some((_, schedule)) = schedules.remove(&id) {
+                let trigger_ref = state.intern(&schedule.trigger_ref);
+                let timer = state.timers.get_mut(&id).expect("listed above");
+                timer.trigger_ref = trigger_ref;
                 timer.schedule = Arc::new(schedule);
             }
-            // Built by the old component: the new one builds the fire already scheduled.
-            timer.ready = None;
+            let timer = &state.timers[&id];
             state
                 .builds
-                .push_back((*id, timer.generation, timer.next_at));
+                .push_back((id, timer.generation, timer.next_at));
         }
         self.shared.notify.notify_one();
         let mut current = self.shared.runtime.write().expect("clock runtime lock");
@@ -431,22 +467,22 @@ impl Clock {
         let deadline = self.shared.anchor.instant_at(next_at);
         let earliest = state
             .queue
-            .first()
-            .is_none_or(|first| (deadline, rule_id, generation) < *first);
-        state.queue.insert((deadline, rule_id, generation));
+            .first_key_value()
+            .is_none_or(|(first, _)| (deadline, rule_id, generation) < *first);
+        state.queue.insert((deadline, rule_id, generation), None);
         let trigger_ref = schedule.trigger_ref.clone();
+        let shared_ref = state.intern(&trigger_ref);
         state.timers.insert(
             rule_id,
             Timer {
                 generation,
                 rule_ref,
-                trigger_ref: trigger_ref.as_str().into(),
+                trigger_ref: shared_ref,
                 schedule,
                 started_at,
                 next_at,
                 deadline,
                 execution_count: 0,
-                ready: None,
             },
         );
         let idle = state.builds.is_empty();
@@ -637,7 +673,7 @@ fn new_lateness_histogram() -> Histogram<u64> {
 /// Removes a rule's timer and its queue key.
 fn remove_timer(state: &mut State, rule_id: i64) -> Option<Timer> {
     let timer = state.timers.remove(&rule_id)?;
-    // Absent when the fire task has taken the key: the generation check drops that fire.
+    // Absent when the clock task has taken the key: the generation check drops that fire.
     state
         .queue
         .remove(&(timer.deadline, rule_id, timer.generation));
@@ -810,9 +846,9 @@ async fn run(shared: Arc<Shared>) {
 /// due fires that must be computed now and, as time allows before the next deadline, a
 /// slice of prebuild work. `None` once stopped.
 ///
-/// The release is the latency path, so it does the least per fire: it takes each timer's
-/// prebuilt event, hands them all over in one call, and only then puts the next deadlines
-/// back in the queue.
+/// The release is the latency path, so it does the least per fire: it pops prebuilt events
+/// off the queue in deadline order, hands them all over in one call, and only then updates
+/// the timers and puts their next deadlines back.
 fn take_pass(shared: &Shared, build_cost: Duration) -> Option<Pass> {
     let mut state = shared.state.lock().expect("clock state lock");
     if state.stopped {
@@ -821,57 +857,69 @@ fn take_pass(shared: &Shared, build_cost: Duration) -> Option<Pass> {
     let state = &mut *state;
     let mut now = Instant::now();
     let mut events = Vec::new();
-    let mut released = Vec::new();
-    let mut requeue = Vec::new();
+    let mut done = Vec::new();
     let mut late = Vec::new();
-    let mut ended = 0;
     while late.len() < MAX_BATCH {
-        let Some(&(deadline, rule_id, generation)) = state.queue.first() else {
+        let Some(entry) = state.queue.first_entry() else {
             break;
         };
+        let (deadline, rule_id, generation) = *entry.key();
         if deadline > now {
             break;
-        }
-        state.queue.pop_first();
-        let Some(timer) = state.timers.get_mut(&rule_id) else {
-            continue;
-        };
-        if timer.generation != generation {
-            continue;
         }
         if events.len() % RELEASE_CHECK == RELEASE_CHECK - 1 {
             // A big release takes a while: "on time" is judged as of now.
             now = Instant::now();
         }
         let on_time = now.saturating_duration_since(deadline) <= ON_TIME;
-        let ready = timer.ready.take().filter(|r| {
-            on_time
-                && r.after
-                    .is_none_or(|after| shared.anchor.instant_at(after) > now)
-        });
-        let Some(ready) = ready else {
-            late.push(timer.job(rule_id));
+        let releasable = entry
+            .get()
+            .as_ref()
+            .is_some_and(|ready| on_time && ready.after.is_none_or(|(_, after)| after > now));
+        if !releasable && !events.is_empty() {
+            // Hand over what is ready first; the rest is computed in the next pass.
+            break;
+        }
+        match entry.remove() {
+            Some(Ready { event, after }) if releasable => {
+                events.push(event);
+                done.push((deadline, rule_id, generation, after.map(|(at, _)| at)));
+            }
+            _ => {
+                // Keys in the queue belong to live timers (stopping one removes its key).
+                if let Some(timer) = state.timers.get(&rule_id) {
+                    debug_assert_eq!(timer.generation, generation);
+                    late.push(timer.job(rule_id));
+                }
+            }
+        }
+    }
+    if !events.is_empty() {
+        shared.sink.submit_all(events);
+        shared.record_lateness(Instant::now(), done.iter().map(|d| d.0));
+    }
+    let mut released = Vec::with_capacity(done.len());
+    let mut ended = 0;
+    for (_, rule_id, generation, after) in done {
+        let Some(timer) = state.timers.get_mut(&rule_id) else {
             continue;
         };
         timer.execution_count += 1;
-        events.push(Event {
-            rule_id,
-            trigger_ref: timer.trigger_ref.clone(),
-            payload: ready.payload,
-            scheduled_at: timer.next_at,
-        });
         released.push(Released {
             rule_id,
             trigger_ref: timer.trigger_ref.clone(),
             execution_count: timer.execution_count,
             scheduled_at: timer.next_at,
-            next: ready.after,
+            next: after,
         });
-        match ready.after {
+        match after {
             Some(after) => {
                 timer.next_at = after;
                 timer.deadline = shared.anchor.instant_at(after);
-                requeue.push((timer.deadline, rule_id, generation, after));
+                state
+                    .queue
+                    .insert((timer.deadline, rule_id, generation), None);
+                state.builds.push_back((rule_id, generation, after));
             }
             None => {
                 state.timers.remove(&rule_id);
@@ -879,24 +927,11 @@ fn take_pass(shared: &Shared, build_cost: Duration) -> Option<Pass> {
             }
         }
     }
-    if !events.is_empty() {
-        shared.sink.submit_all(events);
-        shared.record_lateness(
-            Instant::now(),
-            released
-                .iter()
-                .map(|r| shared.anchor.instant_at(r.scheduled_at)),
-        );
-    }
-    for (deadline, rule_id, generation, after) in requeue {
-        state.queue.insert((deadline, rule_id, generation));
-        state.builds.push_back((rule_id, generation, after));
-    }
     if ended > 0 {
         shared.publish_len(state);
     }
     let now = Instant::now();
-    let next_deadline = state.queue.first().map(|key| key.0);
+    let next_deadline = state.queue.first_key_value().map(|(key, _)| key.0);
     let room = next_deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(now));
     let slice = if room > BUILD_HORIZON {
         BUILD_SLICE
@@ -910,11 +945,8 @@ fn take_pass(shared: &Shared, build_cost: Duration) -> Option<Pass> {
             let Some((rule_id, generation, tick)) = state.builds.pop_front() else {
                 break;
             };
-            let Some(timer) = state.timers.get(&rule_id) else {
-                continue;
-            };
-            if timer.generation == generation && timer.next_at == tick && timer.ready.is_none() {
-                let mut job = timer.job(rule_id);
+            if state.needs_build(rule_id, generation, tick) {
+                let mut job = state.timers[&rule_id].job(rule_id);
                 job.fired_at = Some(tick);
                 builds.push(job);
             }
@@ -979,13 +1011,14 @@ async fn fire_late(shared: &Arc<Shared>, jobs: Vec<Job>) {
             match result {
                 Ok(f) => {
                     timer.execution_count = job.execution_count;
-                    timer.ready = None;
                     match f.next {
                         Some(next_at) => {
                             let deadline = shared.anchor.instant_at(next_at);
                             timer.next_at = next_at;
                             timer.deadline = deadline;
-                            state.queue.insert((deadline, job.rule_id, job.generation));
+                            state
+                                .queue
+                                .insert((deadline, job.rule_id, job.generation), None);
                             state
                                 .builds
                                 .push_back((job.rule_id, job.generation, next_at));
@@ -1036,12 +1069,21 @@ async fn prebuild(shared: &Arc<Shared>, jobs: Vec<Job>) {
             if timer.generation != job.generation || timer.next_at != job.tick {
                 continue;
             }
+            let key = (timer.deadline, job.rule_id, job.generation);
+            let trigger_ref = timer.trigger_ref.clone();
             match result {
                 Ok(f) => {
-                    timer.ready = Some(Ready {
-                        payload: f.payload,
-                        after: f.next,
-                    });
+                    if let Some(slot @ None) = state.queue.get_mut(&key) {
+                        *slot = Some(Ready {
+                            event: Event {
+                                rule_id: job.rule_id,
+                                trigger_ref,
+                                payload: f.payload,
+                                scheduled_at: job.tick,
+                            },
+                            after: f.next.map(|at| (at, shared.anchor.instant_at(at))),
+                        });
+                    }
                 }
                 Err(e) => {
                     let timer = remove_timer(state, job.rule_id);

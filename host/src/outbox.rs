@@ -24,7 +24,7 @@
 //!   and logs each abandoned event.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -150,7 +150,10 @@ struct Shared {
     in_flight: Semaphore,
     accepting: AtomicBool,
     flushing: watch::Sender<bool>,
+    /// Events being delivered, for the shutdown report. Filled by the dispatcher.
     pending: Mutex<HashMap<u64, Pending>>,
+    /// Events accepted but not yet received by the dispatcher.
+    queued: AtomicUsize,
     next_id: AtomicU64,
     accepted: AtomicU64,
     refused: AtomicU64,
@@ -183,8 +186,9 @@ impl Shared {
     }
 
     /// Takes a slot for each event (refusing, with an error log, those that find none)
-    /// and hands them to the dispatcher as one message: the clock releases every fire due
-    /// at the same moment together, and this is on its path.
+    /// and hands them to the dispatcher as one message. The clock releases every fire due
+    /// at the same moment together and this is on its path, so it does the least per
+    /// event; the dispatcher does the bookkeeping ([`Shared::track`]).
     fn submit_all(&self, events: Vec<Event>) {
         if !self.accepting.load(Ordering::Acquire) {
             for event in events {
@@ -192,59 +196,61 @@ impl Shared {
             }
             return;
         }
-        let mut slots = match self
+        let mut all = self
             .slots
             .clone()
             .try_acquire_many_owned(events.len() as u32)
-        {
-            Ok(all) => Some(all),
-            Err(_) => None,
-        };
+            .ok();
+        let first_id = self
+            .next_id
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
         let mut jobs = Vec::with_capacity(events.len());
-        {
-            let mut pending = self.pending_map();
-            for event in events {
-                let slot = match slots.as_mut() {
-                    Some(all) => all.split(1),
-                    // Not room for all: one at a time until the outbox is full.
-                    None => self.slots.clone().try_acquire_owned().ok(),
-                };
-                let Some(slot) = slot else {
-                    self.refuse(&event, "the outbox is full");
-                    continue;
-                };
-                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-                pending.insert(
-                    id,
-                    Pending {
-                        rule_id: event.rule_id,
-                        trigger_ref: event.trigger_ref.clone(),
-                        scheduled_at: event.scheduled_at,
-                    },
-                );
-                jobs.push(Job {
-                    id,
-                    event,
-                    _slot: slot,
-                });
-            }
+        for (i, event) in events.into_iter().enumerate() {
+            let slot = match all.as_mut() {
+                Some(all) => all.split(1),
+                // Not room for all: one at a time until the outbox is full.
+                None => self.slots.clone().try_acquire_owned().ok(),
+            };
+            let Some(slot) = slot else {
+                self.refuse(&event, "the outbox is full");
+                continue;
+            };
+            jobs.push(Job {
+                id: first_id + i as u64,
+                event,
+                _slot: slot,
+            });
         }
-        let n = jobs.len() as u64;
+        let n = jobs.len();
+        self.queued.fetch_add(n, Ordering::Relaxed);
         match self.tx.send(jobs) {
             Ok(()) => {
-                self.accepted.fetch_add(n, Ordering::Relaxed);
+                self.accepted.fetch_add(n as u64, Ordering::Relaxed);
             }
             Err(mpsc::error::SendError(jobs)) => {
-                let mut pending = self.pending_map();
-                for job in &jobs {
-                    pending.remove(&job.id);
-                }
-                drop(pending);
+                self.queued.fetch_sub(n, Ordering::Relaxed);
                 for job in jobs {
                     self.refuse(&job.event, "the outbox is shutting down");
                 }
             }
         }
+    }
+
+    /// Registers jobs the dispatcher received as pending (what shutdown reports on).
+    fn track(&self, jobs: &[Job]) {
+        let mut pending = self.pending_map();
+        for job in jobs {
+            pending.insert(
+                job.id,
+                Pending {
+                    rule_id: job.event.rule_id,
+                    trigger_ref: job.event.trigger_ref.clone(),
+                    scheduled_at: job.event.scheduled_at,
+                },
+            );
+        }
+        drop(pending);
+        self.queued.fetch_sub(jobs.len(), Ordering::Relaxed);
     }
 
     fn refuse(&self, event: &Event, reason: &str) {
@@ -296,6 +302,7 @@ impl Outbox {
             accepting: AtomicBool::new(true),
             flushing: watch::Sender::new(false),
             pending: Mutex::new(HashMap::new()),
+            queued: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             accepted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
@@ -332,7 +339,7 @@ impl Outbox {
             delivered: s.delivered.load(Ordering::Relaxed),
             failed: s.failed.load(Ordering::Relaxed),
             abandoned: s.abandoned.load(Ordering::Relaxed),
-            pending: s.pending_map().len(),
+            pending: s.pending_map().len() + s.queued.load(Ordering::Relaxed),
         }
     }
 
@@ -342,7 +349,7 @@ impl Outbox {
         let started = Instant::now();
         let shared = self.shared;
         shared.accepting.store(false, Ordering::Release);
-        let pending_at_start = shared.pending_map().len();
+        let pending_at_start = shared.pending_map().len() + shared.queued.load(Ordering::Relaxed);
         let delivered_before = shared.delivered.load(Ordering::Relaxed);
         let failed_before = shared.failed.load(Ordering::Relaxed);
         tracing::info!(
@@ -416,6 +423,7 @@ async fn dispatch(
                 Err(_) => stop_live = false,
             },
             Some(jobs) = rx.recv() => {
+                shared.track(&jobs);
                 for job in jobs {
                     tasks.spawn(deliver(shared.clone(), job).with_current_subscriber());
                 }
@@ -426,6 +434,7 @@ async fn dispatch(
     shared.flushing.send_replace(true);
     rx.close();
     while let Ok(jobs) = rx.try_recv() {
+        shared.track(&jobs);
         for job in jobs {
             tasks.spawn(deliver(shared.clone(), job).with_current_subscriber());
         }
