@@ -715,10 +715,14 @@ where
     if items.is_empty() {
         return Vec::new();
     }
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .min(items.len().div_ceil(PER_THREAD));
+    // Read once: it reads cgroup files, and the clock asks several times a second.
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cpus = *CPUS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    });
+    let threads = cpus.min(items.len().div_ceil(PER_THREAD));
     let chunk = items.len().div_ceil(threads);
     let f = Arc::new(f);
     let mut items = items;

@@ -257,37 +257,57 @@ impl Daemon {
     }
 }
 
-/// Starts the daemon and runs it until `shutdown` resolves.
+/// Starts the daemon and runs it until `shutdown` resolves. A shutdown during start-up
+/// (loading 100,000 rules takes seconds) abandons the start and returns `Ok`.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    Daemon::start(settings).await?.run(shutdown).await
+    let mut shutdown = std::pin::pin!(shutdown);
+    let daemon = tokio::select! {
+        daemon = Daemon::start(settings) => daemon?,
+        _ = &mut shutdown => {
+            info!("Start-up abandoned: shutdown requested before the sensor was ready");
+            return Ok(());
+        }
+    };
+    daemon.run(shutdown).await
 }
 
-/// Resolves on the first SIGTERM or SIGINT (Ctrl-C).
-pub async fn shutdown_signal() {
+/// Resolves on the first SIGTERM or SIGINT (Ctrl-C) after the call. The handlers are
+/// installed by the call itself (it must be made inside the tokio runtime), so a signal
+/// that arrives before the future is first polled — during start-up — is not lost, and
+/// does not kill the process.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (
+        let handlers = match (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
         ) {
-            (Ok(mut term), Ok(mut int)) => {
-                let name = tokio::select! {
-                    _ = term.recv() => "SIGTERM",
-                    _ = int.recv() => "SIGINT",
-                };
-                info!(signal = name, "Shutdown signal received ({name})");
-            }
-            _ => {
-                warn!("Cannot install signal handlers; falling back to Ctrl-C only");
-                let _ = tokio::signal::ctrl_c().await;
-                info!("Shutdown signal received");
+            (Ok(term), Ok(int)) => Some((term, int)),
+            _ => None,
+        };
+        async move {
+            match handlers {
+                Some((mut term, mut int)) => {
+                    let name = tokio::select! {
+                        _ = term.recv() => "SIGTERM",
+                        _ = int.recv() => "SIGINT",
+                    };
+                    info!(signal = name, "Shutdown signal received ({name})");
+                }
+                None => {
+                    warn!("Cannot install signal handlers; falling back to Ctrl-C only");
+                    let _ = tokio::signal::ctrl_c().await;
+                    info!("Shutdown signal received");
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
-        info!("Shutdown signal received");
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+            info!("Shutdown signal received");
+        }
     }
 }

@@ -207,7 +207,8 @@ fn run_daemon(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(daemon::run(settings, daemon::shutdown_signal()));
+    // The signal handlers go in first thing, so SIGTERM during start-up stops cleanly.
+    let result = runtime.block_on(async { daemon::run(settings, daemon::shutdown_signal()).await });
     runtime.shutdown_timeout(Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -252,7 +253,8 @@ fn run_local(cli: Cli, rules_file: PathBuf) -> ExitCode {
     };
     let sink = LineSink::stdout();
     let result = tokio_runtime().and_then(|runtime| {
-        let result = runtime.block_on(local::run(options, sink.clone(), daemon::shutdown_signal()));
+        let result = runtime
+            .block_on(async { local::run(options, sink.clone(), daemon::shutdown_signal()).await });
         runtime.shutdown_timeout(Duration::from_secs(1));
         result
     });

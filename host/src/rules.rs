@@ -99,8 +99,45 @@ struct TableState {
 }
 
 struct Entry {
-    rule: Rule,
+    rule: StoredRule,
     outcome: Outcome,
+}
+
+/// A rule as the table keeps it: its params as JSON text, a fraction of the memory of a
+/// `serde_json::Value` tree (which matters at 100,000 rules). They are read back only to
+/// compare a re-applied rule and to re-validate everything for a component swap.
+struct StoredRule {
+    id: i64,
+    r#ref: String,
+    trigger_ref: Option<String>,
+    /// The params as `serde_json` writes them: equal values give equal text (object keys
+    /// are sorted).
+    params: Box<str>,
+}
+
+impl StoredRule {
+    fn new(rule: Rule) -> Self {
+        Self {
+            params: rule.trigger_params.to_string().into_boxed_str(),
+            id: rule.id,
+            r#ref: rule.r#ref,
+            trigger_ref: rule.trigger_ref,
+        }
+    }
+
+    fn same(&self, rule: &Rule) -> bool {
+        self.trigger_ref == rule.trigger_ref && *self.params == rule.trigger_params.to_string()
+    }
+
+    fn to_rule(&self) -> Rule {
+        Rule {
+            id: self.id,
+            r#ref: self.r#ref.clone(),
+            trigger_ref: self.trigger_ref.clone(),
+            trigger_params: serde_json::from_str(&self.params)
+                .expect("text written by serde_json parses"),
+        }
+    }
 }
 
 /// The normalized identity of a validated rule: two rules with equal identities behave
@@ -248,9 +285,7 @@ impl RuleTable {
         for rule in rules {
             match state.entries.get(&rule.id) {
                 Some(entry)
-                    if entry.rule.trigger_ref == rule.trigger_ref
-                        && entry.rule.trigger_params == rule.trigger_params
-                        && !matches!(entry.outcome, Outcome::Faulted) =>
+                    if entry.rule.same(&rule) && !matches!(entry.outcome, Outcome::Faulted) =>
                 {
                     debug!(
                         rule_id = rule.id,
@@ -278,7 +313,13 @@ impl RuleTable {
         let evaluated = map_blocking(work, move |item| ctx.apply_guarded(item)).await;
         for (rule, outcome, applied) in evaluated {
             let id = rule.id;
-            state.entries.insert(id, Entry { rule, outcome });
+            state.entries.insert(
+                id,
+                Entry {
+                    rule: StoredRule::new(rule),
+                    outcome,
+                },
+            );
             results.push((id, applied));
         }
         results
@@ -308,7 +349,7 @@ impl SwapLock<'_> {
             .entries
             .values()
             .filter(|e| matches!(e.outcome, Outcome::Scheduled(_)))
-            .map(|e| e.rule.clone())
+            .map(|e| e.rule.to_rule())
             .collect()
     }
 

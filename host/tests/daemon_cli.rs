@@ -199,3 +199,50 @@ fn sigterm_stops_the_daemon_cleanly() {
 fn sigint_stops_the_daemon_cleanly() {
     run_until_signal("-INT");
 }
+
+/// SIGTERM while the daemon is still starting (here: waiting on an API that accepts the
+/// connection and never answers) ends it cleanly with exit 0, not killed by the signal.
+#[test]
+fn sigterm_during_startup_exits_cleanly() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api_url = format!("http://{}", silent.local_addr().unwrap());
+    let accepted = std::thread::spawn(move || silent.accept().map(|(conn, _)| conn));
+    let mut child = bare()
+        .env("ATTUNE_API_URL", &api_url)
+        .env("ATTUNE_API_TOKEN", daemon_support::default_token())
+        .env("ATTUNE_SENSOR_REF", "core.timer_sensor")
+        .env("ATTUNE_MQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the health check's connection is accepted, the daemon is inside its start-up.
+    let _conn = accepted
+        .join()
+        .unwrap()
+        .expect("the daemon connects to the API");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "exits soon after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(
+        exit.success(),
+        "exit 0, not killed by the signal: {exit}\n{log}"
+    );
+    assert!(log.contains("Shutdown signal received"), "{log}");
+    assert!(log.contains("Start-up abandoned"), "{log}");
+}
