@@ -862,45 +862,46 @@ fn take_pass(shared: &Shared, build_cost: Duration) -> Option<Pass> {
     let mut now = Instant::now();
     let mut events = Vec::new();
     let mut done = Vec::new();
-    let mut late = Vec::new();
-    while late.len() < MAX_BATCH {
-        let Some(entry) = state.queue.first_entry() else {
-            break;
-        };
-        let (deadline, rule_id, generation) = *entry.key();
-        if deadline > now {
-            break;
-        }
+    let mut not_ready = Vec::new();
+    // Everything due, in deadline order, cut off the queue at once: popping entries one
+    // by one costs several times more per fire.
+    let later = state.queue.split_off(&(now, i64::MAX, u64::MAX));
+    let due = std::mem::replace(&mut state.queue, later);
+    for ((deadline, rule_id, generation), slot) in due {
         if events.len() % RELEASE_CHECK == RELEASE_CHECK - 1 {
             // A big release takes a while: "on time" is judged as of now.
             now = Instant::now();
         }
         let on_time = now.saturating_duration_since(deadline) <= ON_TIME;
-        let releasable = entry
-            .get()
-            .as_ref()
-            .is_some_and(|ready| on_time && ready.after.is_none_or(|(_, after)| after > now));
-        if !releasable && !events.is_empty() {
-            // Hand over what is ready first; the rest is computed in the next pass.
-            break;
-        }
-        match entry.remove() {
-            Some(Ready { event, after }) if releasable => {
+        match slot {
+            Some(Ready { event, after })
+                if on_time && after.is_none_or(|(_, after)| after > now) =>
+            {
                 events.push(event);
                 done.push((deadline, rule_id, generation, after.map(|(at, _)| at)));
             }
-            _ => {
-                // Keys in the queue belong to live timers (stopping one removes its key).
-                if let Some(timer) = state.timers.get(&rule_id) {
-                    debug_assert_eq!(timer.generation, generation);
-                    late.push(timer.job(rule_id));
-                }
-            }
+            // Dealt with after the hand-over.
+            slot => not_ready.push(((deadline, rule_id, generation), slot)),
         }
     }
     if !events.is_empty() {
         shared.sink.submit_all(events);
         shared.record_lateness(Instant::now(), done.iter().map(|d| d.0));
+    }
+    let mut late = Vec::new();
+    for (key, slot) in not_ready {
+        if late.len() == MAX_BATCH {
+            // The next pass takes it (its prebuilt fire, if any, is late by then).
+            state.queue.insert(key, None);
+            continue;
+        }
+        let (_, rule_id, generation) = key;
+        // Keys in the queue belong to live timers (stopping one removes its key).
+        if let Some(timer) = state.timers.get(&rule_id) {
+            debug_assert_eq!(timer.generation, generation);
+            drop(slot);
+            late.push(timer.job(rule_id));
+        }
     }
     let mut released = Vec::with_capacity(done.len());
     let mut ended = 0;

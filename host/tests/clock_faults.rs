@@ -111,7 +111,9 @@ async fn a_rule_whose_fires_fail_twice_stops_alone() {
             rule(3, json!({"interval": 5, "hostile": "loop-payload"})),
         ])
         .await;
-    assert_eq!(report.running, 3, "they all start: next-fire works for all");
+    // They all start (next-fire works for all); 2 and 3 may already have failed while
+    // their first fire was built ahead.
+    assert_eq!(report.started, 3, "they all start: next-fire works for all");
     tokio::time::sleep(Duration::from_millis(11_000)).await;
 
     let events = sink.0.lock().unwrap().clone();
