@@ -17,8 +17,8 @@
 //! *ahead*, right after the previous one (in slices of at most [`BUILD_SLICE`], cut to
 //! what fits before the next deadline), as if it were released exactly on time:
 //! its payload says it fired at its tick. At the deadline the clock only hands prebuilt
-//! events to the sink, all together. A prebuilt fire is used only within [`ON_TIME`] of its
-//! tick; a fire that is later than that (an overloaded machine, a timer just started or
+//! events to the sink, in chunks of [`RELEASE_CHUNK`]. A prebuilt fire is used only if its
+//! chunk is judged within [`ON_TIME`] of its tick; a fire that is later than that (an overloaded machine, a timer just started or
 //! just given a new component) is computed when it fires, with the real time in its
 //! payload. [`Clock::take_lateness`] tells how late fires reached the sink.
 //!
@@ -95,8 +95,11 @@ const BUILD_MARGIN: Duration = Duration::from_micros(300);
 /// A prebuilt fire is released only this close to its tick: its payload says it fired at
 /// the tick itself. Later than that, the payload is built when it fires, with the real time.
 pub const ON_TIME: Duration = Duration::from_millis(1);
-/// While releasing many fires, how often "now" is read again to judge [`ON_TIME`].
-const RELEASE_CHECK: usize = 256;
+/// A big release is handed over in chunks of this many fires, and "now" read again after
+/// each to judge [`ON_TIME`] for the next.
+const RELEASE_CHUNK: usize = 256;
+/// Time allowed for collecting and handing over one chunk (it takes tens of microseconds).
+const HAND_OVER: Duration = Duration::from_micros(100);
 /// tokio's timer wakes on whole milliseconds; the clock sleeps the last one more precisely.
 const TOKIO_TIMER_TICK: Duration = Duration::from_millis(1);
 
@@ -846,13 +849,13 @@ async fn run(shared: Arc<Shared>) {
     debug!("Clock task ended");
 }
 
-/// Under the state lock: hands every due, prebuilt fire to the sink at once, collects the
-/// due fires that must be computed now and, as time allows before the next deadline, a
-/// slice of prebuild work. `None` once stopped.
+/// Under the state lock: hands every due, prebuilt fire to the sink, collects the due
+/// fires that must be computed now and, as time allows before the next deadline, a slice
+/// of prebuild work. `None` once stopped.
 ///
-/// The release is the latency path, so it does the least per fire: it pops prebuilt events
-/// off the queue in deadline order, hands them all over in one call, and only then updates
-/// the timers and puts their next deadlines back.
+/// The release is the latency path, so it does the least per fire: it cuts every due key
+/// off the queue, hands their prebuilt events over in deadline order, a chunk per call,
+/// and only then updates the timers and puts their next deadlines back.
 fn take_pass(shared: &Shared, build_cost: Duration) -> Option<Pass> {
     let mut state = shared.state.lock().expect("clock state lock");
     if state.stopped {
@@ -860,34 +863,35 @@ fn take_pass(shared: &Shared, build_cost: Duration) -> Option<Pass> {
     }
     let state = &mut *state;
     let mut now = Instant::now();
-    let mut events = Vec::new();
     let mut done = Vec::new();
     let mut not_ready = Vec::new();
     // Everything due, in deadline order, cut off the queue at once: popping entries one
     // by one costs several times more per fire.
     let later = state.queue.split_off(&(now, i64::MAX, u64::MAX));
     let due = std::mem::replace(&mut state.queue, later);
+    let mut chunk = Vec::new();
+    let mut chunk_from = 0;
     for ((deadline, rule_id, generation), slot) in due {
-        if events.len() % RELEASE_CHECK == RELEASE_CHECK - 1 {
-            // A big release takes a while: "on time" is judged as of now.
-            now = Instant::now();
-        }
-        let on_time = now.saturating_duration_since(deadline) <= ON_TIME;
+        // Judged with the chunk's hand-over time to spare, so the claim holds at the sink.
+        let on_time = now.saturating_duration_since(deadline) + HAND_OVER <= ON_TIME;
         match slot {
             Some(Ready { event, after })
                 if on_time && after.is_none_or(|(_, after)| after > now) =>
             {
-                events.push(event);
+                chunk.push(event);
                 done.push((deadline, rule_id, generation, after.map(|(at, _)| at)));
             }
             // Dealt with after the hand-over.
             slot => not_ready.push(((deadline, rule_id, generation), slot)),
         }
+        if chunk.len() == RELEASE_CHUNK {
+            // A big release takes a while: hand over what is judged, judge the rest anew.
+            hand_over(shared, &mut chunk, &done[chunk_from..]);
+            chunk_from = done.len();
+            now = Instant::now();
+        }
     }
-    if !events.is_empty() {
-        shared.sink.submit_all(events);
-        shared.record_lateness(Instant::now(), done.iter().map(|d| d.0));
-    }
+    hand_over(shared, &mut chunk, &done[chunk_from..]);
     let mut late = Vec::new();
     for (key, slot) in not_ready {
         if late.len() == MAX_BATCH {
@@ -963,6 +967,19 @@ fn take_pass(shared: &Shared, build_cost: Duration) -> Option<Pass> {
         builds,
         next_deadline,
     })
+}
+
+/// Hands a chunk of released events to the sink and records how late they reached it.
+fn hand_over(
+    shared: &Shared,
+    chunk: &mut Vec<Event>,
+    done: &[(Instant, i64, u64, Option<DateTime<Utc>>)],
+) {
+    if chunk.is_empty() {
+        return;
+    }
+    shared.sink.submit_all(std::mem::take(chunk));
+    shared.record_lateness(Instant::now(), done.iter().map(|d| d.0));
 }
 
 fn log_fired(
