@@ -1,17 +1,17 @@
 //! The WebAssembly component: the `attune:timer` WIT interface over the native API.
 //!
 //! Parsed schedules are cached by spec text, so the host's repeated `next-fire` and
-//! `build-payload` calls for a rule do not re-parse its cron or RRULE. The cache is a
-//! `BTreeMap` (std's `HashMap` would ask WASI for a random seed) and is simply cleared when
-//! it grows past [`CACHE_LIMIT`] entries: a miss only costs one parse, and a component
-//! instance may be thrown away at any time anyway.
+//! `build-payload` calls for a rule do not re-parse its cron or RRULE; `validate` puts the
+//! schedule it parsed under the text it returns, so the rule's first `next-fire` is a hit too.
+//!
+//! The cache ([`SpecCache`]) is bounded and deterministic; see its module.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use chrono::{DateTime, Utc};
 
+use crate::spec_cache::SpecCache;
 use crate::{RuleInput, TimerKind as Kind, TimerSpec};
 
 wit_bindgen::generate!({
@@ -22,26 +22,17 @@ wit_bindgen::generate!({
 use attune::timer::types::{ComponentInfo, Fire, Instant, ParamError, Rule, Schedule, TimerKind};
 use exports::attune::timer::timer::Guest;
 
-/// Spec texts kept parsed; past this the cache starts over.
-const CACHE_LIMIT: usize = 1024;
-
 thread_local! {
-    static CACHE: RefCell<BTreeMap<String, Rc<TimerSpec>>> = const { RefCell::new(BTreeMap::new()) };
+    static CACHE: RefCell<SpecCache> = const { RefCell::new(SpecCache::new()) };
 }
 
 /// The parsed spec for `text`, from the cache or freshly parsed (and then cached).
 fn parsed(text: &str) -> Result<Rc<TimerSpec>, crate::ParamError> {
-    if let Some(hit) = CACHE.with(|c| c.borrow().get(text).cloned()) {
+    if let Some(hit) = CACHE.with(|c| c.borrow().get(text)) {
         return Ok(hit);
     }
     let spec = Rc::new(TimerSpec::from_json(text)?);
-    CACHE.with(|c| {
-        let mut cache = c.borrow_mut();
-        if cache.len() >= CACHE_LIMIT {
-            cache.clear();
-        }
-        cache.insert(text.to_string(), Rc::clone(&spec));
-    });
+    CACHE.with(|c| c.borrow_mut().insert(text, Rc::clone(&spec)));
     Ok(spec)
 }
 
@@ -98,7 +89,12 @@ impl Guest for Component {
             trigger_ref: rule.trigger_ref.as_deref(),
             params: &rule.trigger_params,
         };
-        let validated = crate::validate(&input, now).map_err(to_wit_error)?;
+        let (validated, spec) = crate::validate_parsed(&input, now).map_err(to_wit_error)?;
+        // The host hands `validated.spec` back to `next-fire`, so that is the key; `spec` is
+        // only given when reading that text gives this same schedule.
+        if let Some(spec) = spec {
+            CACHE.with(|c| c.borrow_mut().insert(&validated.spec, Rc::new(spec)));
+        }
         Ok(Schedule {
             trigger_ref: validated.trigger_ref,
             kind: match validated.kind {

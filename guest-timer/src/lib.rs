@@ -16,7 +16,8 @@
 //!   "next fire strictly after an instant".
 //! - [`datetime`]: time zones, date-time text and local-time resolution across DST.
 //! - [`payload`]: the event payloads, in the platform's exact shapes.
-//! - `component` (wasm32 only): the WIT bindings over this API, with a small parse cache.
+//! - `component` (wasm32 only): the WIT bindings over this API, with a small parse cache
+//!   (`spec_cache`).
 
 pub mod cron;
 pub mod datetime;
@@ -27,6 +28,9 @@ pub mod params;
 pub mod payload;
 pub mod rrule;
 pub mod spec;
+// Used by `component` only; tested natively.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod spec_cache;
 
 #[cfg(target_arch = "wasm32")]
 mod component;
@@ -118,13 +122,29 @@ pub fn describe() -> ComponentInfo {
 /// error naming the field at fault. `now` is the host's current time: a one-shot not after
 /// it, or a cron/RRULE with no fire after it, is refused.
 pub fn validate(rule: &RuleInput, now: DateTime<Utc>) -> Result<Validated, ParamError> {
+    validate_parsed(rule, now).map(|(validated, _)| validated)
+}
+
+/// [`validate`], also handing back the parsed schedule when it is the one reading
+/// [`Validated::spec`] back ([`TimerSpec::from_json`]) gives, so that a cache of parsed specs
+/// keyed by their text can keep it instead of parsing the text again; `None` when that read
+/// would not give it (a text too long to read back: [`next_fire`] then refuses it).
+pub fn validate_parsed(
+    rule: &RuleInput,
+    now: DateTime<Utc>,
+) -> Result<(Validated, Option<TimerSpec>), ParamError> {
     let (trigger_ref, spec) = params::read_rule(rule, now)?;
-    Ok(Validated {
+    let text = spec.to_json();
+    let validated = Validated {
         trigger_ref,
         kind: spec.kind(),
-        spec: spec.to_json(),
         timezone: spec.timezone().to_string(),
-    })
+        spec: text,
+    };
+    // Every other check `from_json` makes was made on the way in, by the same constructors
+    // with the same values (the text round-trips them exactly; tests hold the two equal).
+    let reusable = spec::readable(&validated.spec).then_some(spec);
+    Ok((validated, reusable))
 }
 
 /// The first fire strictly after `after`, or `None` when the schedule has ended. `spec` is a

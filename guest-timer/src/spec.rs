@@ -64,10 +64,15 @@ enum SpecRepr {
 /// The longest spec text read; every spec this crate writes is far shorter.
 const MAX_SPEC_LEN: usize = 4096;
 
+/// Whether [`TimerSpec::from_json`] reads a text this long at all.
+pub(crate) fn readable(text: &str) -> bool {
+    text.len() <= MAX_SPEC_LEN
+}
+
 impl TimerSpec {
     /// Reads and re-checks a spec text.
     pub fn from_json(text: &str) -> Result<TimerSpec, ParamError> {
-        if text.len() > MAX_SPEC_LEN {
+        if !readable(text) {
             return Err(ParamError::general(format!(
                 "Invalid schedule spec: longer than {MAX_SPEC_LEN} bytes"
             )));

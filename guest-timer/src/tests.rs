@@ -424,3 +424,115 @@ fn next_fire_is_strictly_after_for_many_instants() {
         assert_eq!(next, at, "{spec}");
     }
 }
+
+/// `validate_parsed` answers as `validate` does, and its schedule is the one reading the spec
+/// text back gives (the component caches it under that text): compared by their full debug
+/// form, which shows every field, parsed cron patterns and RRULEs included.
+fn check_validate_parsed(rule: &RuleInput, now: DateTime<Utc>) -> bool {
+    let plain = validate(rule, now);
+    match validate_parsed(rule, now) {
+        Ok((validated, Some(spec))) => {
+            assert_eq!(plain.as_ref(), Ok(&validated), "{}", rule.params);
+            let back = TimerSpec::from_json(&validated.spec)
+                .unwrap_or_else(|e| panic!("{}: {e}", validated.spec));
+            assert_eq!(format!("{spec:?}"), format!("{back:?}"), "{}", rule.params);
+            assert_eq!(spec.to_json(), validated.spec);
+            true
+        }
+        Ok((validated, None)) => panic!("{}: no parsed spec for {}", rule.params, validated.spec),
+        Err(e) => {
+            assert_eq!(plain, Err(e), "{}", rule.params);
+            false
+        }
+    }
+}
+
+#[test]
+fn validate_parsed_gives_the_spec_its_text_reads_back_as() {
+    let now = utc("2026-05-01T12:00:00Z");
+    let cases = [
+        (
+            Some("core.intervaltimer"),
+            r#"{"interval":90,"unit":"minutes"}"#,
+        ),
+        (None, r#"{"type":"interval","seconds":30,"minutes":1}"#),
+        (
+            Some("core.crontimer"),
+            r#"{"expression":"  0 30 9 * * mon-fri ","timezone":"europe/berlin"}"#,
+        ),
+        (
+            Some("core.crontimer"),
+            r#"{"expression":"@midnight","timezone":"US/Eastern"}"#,
+        ),
+        (
+            Some("core.crontimer"),
+            r#"{"minute":"*/5","hour":"9-17","day_of_week":"0"}"#,
+        ),
+        (
+            Some("core.datetimetimer"),
+            r#"{"fire_at":"2026-06-01T09:00:00.123456789+02:00","timezone":"Asia/Kolkata"}"#,
+        ),
+        (
+            Some("core.datetimetimer"),
+            r#"{"date":"2026-06-01 09:00","timezone":"America/New_York"}"#,
+        ),
+        (
+            Some("core.rruletimer"),
+            r#"{"rule":"RRULE:freq=weekly;byday=mo,we","dtstart":"2026-01-05T08:00:00.75Z","timezone":"Europe/Berlin"}"#,
+        ),
+        (
+            Some("core.rruletimer"),
+            r#"{"freq":"minutely","interval":15,"dtstart":"2026-01-05T08:00:00Z"}"#,
+        ),
+        (
+            Some("core.rruletimer"),
+            r#"{"freq":"monthly","by_month_day":[-1],"count":500,"dtstart":"2026-01-31T23:00:00Z","timezone":"Pacific/Chatham"}"#,
+        ),
+    ];
+    for (trigger_ref, params) in cases {
+        let rule = rule(trigger_ref, params);
+        assert!(
+            check_validate_parsed(&rule, now),
+            "{params}: {:?}",
+            validate(&rule, now)
+        );
+    }
+}
+
+/// The same over every rule of the conformance cases (`tests/cases`), where the crate sits in
+/// its workspace.
+#[test]
+fn validate_parsed_over_the_conformance_cases() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/cases");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    let (mut accepted, mut refused) = (0, 0);
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let cases: Vec<Value> =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for case in cases {
+            let params = case["params"].to_string();
+            let rule = RuleInput {
+                id: case["rule_id"].as_i64().unwrap_or(1),
+                rule_ref: case["rule_ref"].as_str().unwrap_or("conformance.rule"),
+                trigger_ref: case["trigger_ref"].as_str(),
+                params: &params,
+            };
+            let now = utc(case["now"].as_str().unwrap());
+            if check_validate_parsed(&rule, now) {
+                accepted += 1;
+            } else {
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        accepted > 150 && refused > 50,
+        "{accepted} accepted, {refused} refused"
+    );
+}

@@ -255,7 +255,13 @@ async fn ordinary_rules_keep_time_while_hostile_rules_are_stopped_alone() {
         let msg = failed[id].to_string();
         assert!(msg.contains(why), "rule {id}: `{msg}` names `{why}`");
     }
-    assert_eq!(clock.len(), ORDINARY as usize + 4);
+    // The four payload-hostile rules started (next-fire works for them); building their
+    // first fire ahead may already have stopped some, which is checked below.
+    assert!(
+        (ORDINARY as usize..=ORDINARY as usize + 4).contains(&clock.len()),
+        "{} timers",
+        clock.len()
+    );
     for id in 1..=ORDINARY {
         assert_eq!(clock.timer(id).unwrap().started_at, t0());
     }

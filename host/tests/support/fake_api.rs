@@ -9,7 +9,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -160,7 +160,13 @@ impl FakeRule {
 #[derive(Default)]
 struct FakeState {
     opts: FakeOptions,
+    /// By id. Change it only through [`FakeState::rules_mut`], which drops `listings`.
     rules: BTreeMap<i64, FakeRule>,
+    /// The ids a rules listing pages through, ascending, per filter (`trigger_ref`, enabled
+    /// only), built on first use and dropped on any rule change: a page then costs a slice
+    /// and `page_size` lookups, O(page_size · log n), rather than a scan of every rule
+    /// (1,000 pages of 100,000 rules took seconds that way).
+    listings: HashMap<(String, bool), Vec<i64>>,
     events: Vec<RecordedEvent>,
     requests: Vec<RecordedRequest>,
     event_failures: VecDeque<u16>,
@@ -175,6 +181,28 @@ struct FakeState {
     next_event_id: i64,
     events_in_flight: usize,
     max_events_in_flight: usize,
+}
+
+impl FakeState {
+    /// The rules, for a change (which drops the cached listings).
+    fn rules_mut(&mut self) -> &mut BTreeMap<i64, FakeRule> {
+        self.listings.clear();
+        &mut self.rules
+    }
+
+    /// The ids of the rules of `trigger_ref` (enabled ones only if `only_enabled`), ascending.
+    fn listing(&mut self, trigger_ref: &str, only_enabled: bool) -> &[i64] {
+        let rules = &self.rules;
+        self.listings
+            .entry((trigger_ref.to_string(), only_enabled))
+            .or_insert_with(|| {
+                rules
+                    .values()
+                    .filter(|r| r.trigger_ref == trigger_ref && (!only_enabled || r.enabled))
+                    .map(|r| r.id)
+                    .collect()
+            })
+    }
 }
 
 type Shared = Arc<Mutex<FakeState>>;
@@ -250,7 +278,7 @@ impl FakeApi {
     /// Adds (or replaces) a rule; its ref is `test.rule_<id>`.
     pub fn add_rule(&self, id: i64, trigger_ref: &str, trigger_params: Value, enabled: bool) {
         self.with(|s| {
-            s.rules.insert(
+            s.rules_mut().insert(
                 id,
                 FakeRule {
                     id,
@@ -270,7 +298,7 @@ impl FakeApi {
         trigger_params: Option<Value>,
         enabled: Option<bool>,
     ) -> bool {
-        self.with(|s| match s.rules.get_mut(&id) {
+        self.with(|s| match s.rules_mut().get_mut(&id) {
             Some(rule) => {
                 if let Some(p) = trigger_params {
                     rule.trigger_params = p;
@@ -285,11 +313,11 @@ impl FakeApi {
     }
 
     pub fn remove_rule(&self, id: i64) -> bool {
-        self.with(|s| s.rules.remove(&id).is_some())
+        self.with(|s| s.rules_mut().remove(&id).is_some())
     }
 
     pub fn clear_rules(&self) {
-        self.with(|s| s.rules.clear());
+        self.with(|s| s.rules_mut().clear());
     }
 
     pub fn rules(&self) -> Vec<FakeRule> {
@@ -601,19 +629,13 @@ async fn list_rules(
             .and_then(|p| p.parse().ok())
             .unwrap_or(50)
             .clamp(1, 100);
-        let matching: Vec<&FakeRule> = s
-            .rules
-            .values()
-            .filter(|r| r.trigger_ref == trigger_ref && (!only_enabled || r.enabled))
-            .collect();
-        let total = matching.len();
+        let ids = s.listing(&trigger_ref, only_enabled);
+        let total = ids.len();
         let total_pages = total.div_ceil(page_size);
-        let items: Vec<Value> = matching
-            .iter()
-            .skip((page - 1) * page_size)
-            .take(page_size)
-            .map(|r| r.to_json())
-            .collect();
+        let start = (page - 1).saturating_mul(page_size).min(total);
+        let end = start.saturating_add(page_size).min(total);
+        let page_ids = ids[start..end].to_vec();
+        let items: Vec<Value> = page_ids.iter().map(|id| s.rules[id].to_json()).collect();
         let body = json!({
             "items": items,
             "pagination": {
