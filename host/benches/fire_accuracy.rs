@@ -47,7 +47,7 @@
 //!      instant the sink (the outbox) had it minus its tick, on the monotonic clock. This is
 //!      when a fire happened. The payload's `fired_at` is not: the clock builds each fire
 //!      ahead with `fired_at` = its tick, and uses that payload when it takes the fire within
-//!      `clock::ON_TIME` (1 ms) of the tick (see `host/src/clock.rs`);
+//!      `clock::ON_TIME` (5 ms) of the tick (see `host/src/clock.rs`);
 //!    - **arrival lateness**: when the fake API received the event − `scheduled_at`, on the
 //!      daemon's own UTC timeline (the bench reads `Clock::now()` and `Instant::now()`
 //!      together once to map the API's receive instants onto it); for interval rules, whose
