@@ -21,9 +21,8 @@
 //!    daemon lists them page by page (`page_size=100`: 1,000 pages at 100,000), either from
 //!    the fake itself (`--listing fake`) or from a front that serves the fake's own pages,
 //!    fetched beforehand, from memory (`--listing prerendered`; default: both). The fake
-//!    builds each page by scanning every rule it holds, so at 100,000 rules its paging alone
-//!    takes seconds (the bench times it with its own client first); `prerendered` shows the
-//!    daemon's own start-up time.
+//!    answers in-process, sharing the 2 cores with the daemon (the bench times its paging
+//!    with its own client first); `prerendered` shows the daemon's own start-up time.
 //!
 //!    Then, `--runs R` times (default 3), it runs the real binary as a child process twice:
 //!    **cold** (an empty compiled-component cache directory) and **warm** (the same directory
@@ -50,10 +49,9 @@
 //!    microseconds. Also recorded per run: the daemon's CPU per thread name at ready, the
 //!    bench process's own CPU meanwhile (it hosts the fake API), and the CPU other processes
 //!    used meanwhile (`/proc/stat`), so that runs disturbed by other work on this shared
-//!    machine can be told apart. The daemon installs its SIGTERM handler only once its run
-//!    begins, just after it logs ready, and a SIGTERM before that kills it outright (status
-//!    143): so the bench waits until `/proc/<pid>/status` shows SIGTERM caught, then sends it
-//!    and checks the daemon exits 0 within 30 s.
+//!    machine can be told apart. The bench sends SIGTERM once `/proc/<pid>/status` shows it
+//!    caught (the daemon installs its handlers first thing) and checks the daemon exits 0
+//!    within 30 s.
 //! 2. **Resident memory.** For each `--memory-rules M` (default 0 and the `--rules` values)
 //!    one warm-cache run against the fake with a *quiet* variant of the mix — intervals of
 //!    10–60 *minutes* and daily/weekday/weekly/monthly UTC cron rules at an hour 3–20 hours
@@ -508,9 +506,8 @@ impl Listing {
 
 /// A front for the fake API (`--listing prerendered`): it answers `GET /api/v1/rules` from
 /// the fake's own pages, fetched once beforehand (the same bytes the fake sends), and
-/// forwards every other request to the fake. The fake builds each page by scanning all its
-/// rules, so at 100,000 rules its paging alone takes seconds; the front shows what the
-/// daemon does with an API whose paging costs (almost) nothing. Stops when dropped.
+/// forwards every other request to the fake. The front shows what the daemon does with an
+/// API whose paging costs (almost) nothing. Stops when dropped.
 struct Front {
     url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
