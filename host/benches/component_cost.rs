@@ -34,6 +34,11 @@
 //! `COMPONENT_COST_LOOP=RULE:N[:SIDE]` skips criterion and just runs N fires of one rule
 //! (SIDE: component, native_parsed or native_text), to run under a profiler.
 
+// Only `workspace_root` of it is used here; the rest is for the daemon benches.
+#[allow(dead_code)]
+#[path = "support/machine.rs"]
+mod machine;
+
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -43,6 +48,7 @@ use attune_timer::runtime::{CompileCache, Fire, Rule, Schedule, TimerRuntime};
 use chrono::{DateTime, Utc};
 use criterion::{BatchSize, BenchmarkId, Criterion};
 use guest_timer::TimerSpec;
+use machine::workspace_root;
 use serde_json::{json, Value};
 
 /// Ticks per rule the iterations cycle through (42 minutes of the interval rule, 19 working
@@ -409,13 +415,6 @@ fn profile_loop(runtime: &TimerRuntime, cases: &[Case], spec: &str) {
 
 // ---------------------------------------------------------------------------------------
 // Summary
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the host crate lives in the workspace")
-        .to_path_buf()
-}
 
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")

@@ -108,6 +108,8 @@
 
 #[path = "../tests/support/daemon.rs"]
 mod daemon_support;
+#[path = "support/machine.rs"]
+mod machine;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -124,6 +126,7 @@ use serde_json::{json, Value};
 use attune_timer::clock::ON_TIME;
 use attune_timer::config::LogFormat;
 use daemon_support::TestDaemon;
+use machine::{clk_tck, cpu_model, git_commit, loadavg, machine_ticks, workspace_root};
 use support::fake_api::{FakeApi, FakeOptions, RecordedEvent};
 
 const NS: i64 = 1_000_000_000;
@@ -239,13 +242,6 @@ struct Args {
     warmup: u64,
     log: LogMode,
     out: PathBuf,
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the host crate lives in the workspace")
-        .to_path_buf()
 }
 
 fn parse_args() -> Args {
@@ -448,18 +444,11 @@ fn install_logging(mode: LogMode, log_path: &Path) -> Arc<LogCounters> {
 // ---------------------------------------------------------------------------------------
 // Process and machine figures (Linux).
 
+/// CPU time (user + system) of this process so far.
 fn process_cpu() -> Duration {
-    // SAFETY: getrusage only writes the struct it is given.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    assert_eq!(rc, 0, "getrusage");
+    let ru = machine::self_rusage();
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-fn clk_tck() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
 }
 
 /// CPU ticks (user + system) of every live thread of this process: tid → (name, ticks).
@@ -475,34 +464,18 @@ fn thread_ticks() -> HashMap<u64, (String, u64)> {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+        let Some((name, user, system)) = machine::stat_ticks(&stat) else {
             continue;
         };
-        let name = stat[open + 1..close].to_string();
-        // After ") ": state is field 3; utime and stime are fields 14 and 15.
-        let rest: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        let field = |n: usize| {
-            rest.get(n - 3)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        out.insert(tid, (name, field(14) + field(15)));
+        out.insert(tid, (name.to_string(), user + system));
     }
     out
 }
 
 /// `VmRSS` and `VmHWM` (peak) of this process, in KiB.
 fn rss_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let get = |key: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (get("VmRSS:"), get("VmHWM:"))
+    let [rss, hwm] = machine::status_values("/proc/self/status", ["VmRSS:", "VmHWM:"]);
+    (rss, hwm)
 }
 
 /// Between scenarios: gives freed heap back to the OS and resets the peak RSS (`VmHWM`), so
@@ -515,53 +488,6 @@ fn release_memory() {
     }
     // "5" resets the peak resident set size (Linux 4.0+); nothing happens elsewhere.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-/// (busy, total, steal) CPU ticks of the whole machine, from /proc/stat.
-fn machine_ticks() -> (u64, u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
-        return (0, 0, 0);
-    };
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal (guest time is inside user).
-    let total: u64 = v.iter().take(8).sum();
-    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    (total - idle, total, v.get(7).copied().unwrap_or(0))
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, v)| v.trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn git_commit() -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .current_dir(workspace_root())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// A snapshot at one end of the measured window.

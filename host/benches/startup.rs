@@ -79,6 +79,8 @@
 
 #[path = "../tests/support/daemon.rs"]
 mod daemon_support;
+#[path = "support/machine.rs"]
+mod machine;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -92,6 +94,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use daemon_support::{delete_now, test_env, unique, Broker, ALL_REFS};
+use machine::{clk_tck, cpu_model, git_commit, loadavg, machine_ticks, workspace_root};
 use support::fake_api::{FakeApi, FakeOptions};
 
 /// How long a daemon may take to become ready before the run is failed.
@@ -125,13 +128,6 @@ struct Args {
     out: PathBuf,
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the host crate lives in the workspace")
-        .to_path_buf()
-}
-
 fn parse_list(s: &str, what: &str) -> Vec<usize> {
     if matches!(s.trim(), "" | "none" | "off") {
         return Vec::new();
@@ -142,6 +138,17 @@ fn parse_list(s: &str, what: &str) -> Vec<usize> {
                 .replace('_', "")
                 .parse()
                 .unwrap_or_else(|_| panic!("bad {what}: {s}"))
+        })
+        .collect()
+}
+
+/// A comma-separated list of `option`'s two choices, e.g. `cold,warm`.
+fn parse_choices<T: Copy>(s: &str, option: &str, [(a, va), (b, vb)]: [(&str, T); 2]) -> Vec<T> {
+    s.split(',')
+        .map(|x| match x.trim() {
+            x if x == a => va,
+            x if x == b => vb,
+            other => panic!("{option} takes {a} and/or {b}, not {other}"),
         })
         .collect()
 }
@@ -223,26 +230,19 @@ fn parse_args() -> Args {
             "off" => "info".into(),
             other => panic!("--page-log must be on or off, not {other}"),
         }),
-        caches: caches
-            .as_deref()
-            .unwrap_or("cold,warm")
-            .split(',')
-            .map(|c| match c.trim() {
-                "cold" => Cache::Cold,
-                "warm" => Cache::Warm,
-                other => panic!("--cache takes cold and/or warm, not {other}"),
-            })
-            .collect(),
-        listings: listing
-            .as_deref()
-            .unwrap_or("fake,prerendered")
-            .split(',')
-            .map(|l| match l.trim() {
-                "fake" => Listing::Fake,
-                "prerendered" => Listing::Prerendered,
-                other => panic!("--listing takes fake and/or prerendered, not {other}"),
-            })
-            .collect(),
+        caches: parse_choices(
+            caches.as_deref().unwrap_or("cold,warm"),
+            "--cache",
+            [("cold", Cache::Cold), ("warm", Cache::Warm)],
+        ),
+        listings: parse_choices(
+            listing.as_deref().unwrap_or("fake,prerendered"),
+            "--listing",
+            [
+                ("fake", Listing::Fake),
+                ("prerendered", Listing::Prerendered),
+            ],
+        ),
         log_dir: log_dir.map(PathBuf::from),
         perf_dir: perf_dir.map(PathBuf::from),
         wrap: wrap
@@ -669,17 +669,9 @@ impl Drop for Front {
 // ---------------------------------------------------------------------------------------
 // Process and machine figures (Linux)
 
-fn clk_tck() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
-}
-
 /// CPU seconds (user + system) of this process so far.
 fn self_cpu() -> f64 {
-    // SAFETY: getrusage only writes the struct it is given.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    assert_eq!(rc, 0, "getrusage");
+    let ru = machine::self_rusage();
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
@@ -687,18 +679,10 @@ fn self_cpu() -> f64 {
 /// (user, system) CPU seconds of process `pid` so far, from `/proc/<pid>/stat`.
 fn proc_cpu(pid: u32) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let Some(close) = stat.rfind(')') else {
-        return (0.0, 0.0);
-    };
-    // After ") ": the state is field 3; utime and stime are fields 14 and 15.
-    let rest: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-    let field = |n: usize| {
-        rest.get(n - 3)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0) as f64
-            / clk_tck()
-    };
-    (field(14), field(15))
+    match machine::stat_ticks(&stat) {
+        Some((_, user, system)) => (user as f64 / clk_tck(), system as f64 / clk_tck()),
+        None => (0.0, 0.0),
+    }
 }
 
 fn cpu_total(pid: u32) -> f64 {
@@ -717,21 +701,12 @@ fn threads_cpu(pid: u32) -> Vec<(String, usize, f64)> {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+        let Some((name, user, system)) = machine::stat_ticks(&stat) else {
             continue;
         };
-        let rest: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        let field = |n: usize| {
-            rest.get(n - 3)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0) as f64
-                / clk_tck()
-        };
-        let slot = by_name
-            .entry(stat[open + 1..close].to_string())
-            .or_default();
+        let slot = by_name.entry(name.to_string()).or_default();
         slot.0 += 1;
-        slot.1 += field(14) + field(15);
+        slot.1 += user as f64 / clk_tck() + system as f64 / clk_tck();
     }
     let mut out: Vec<_> = by_name.into_iter().map(|(n, (c, s))| (n, c, s)).collect();
     out.sort_by(|a, b| b.2.total_cmp(&a.2));
@@ -749,21 +724,16 @@ struct Mem {
 }
 
 fn proc_mem(pid: u32) -> Mem {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let get = |key: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
+    let [rss, hwm, anon, file, threads] = machine::status_values(
+        &format!("/proc/{pid}/status"),
+        ["VmRSS:", "VmHWM:", "RssAnon:", "RssFile:", "Threads:"],
+    );
     Mem {
-        rss: get("VmRSS:"),
-        hwm: get("VmHWM:"),
-        anon: get("RssAnon:"),
-        file: get("RssFile:"),
-        threads: get("Threads:"),
+        rss,
+        hwm,
+        anon,
+        file,
+        threads,
     }
 }
 
@@ -781,49 +751,7 @@ fn mib(kib: u64) -> f64 {
 
 /// Busy CPU seconds of the whole machine so far, from `/proc/stat`.
 fn machine_busy() -> f64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
-        return 0.0;
-    };
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal (guest time is inside user).
-    let total: u64 = v.iter().take(8).sum();
-    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    (total - idle) as f64 / clk_tck()
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, v)| v.trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn git_commit() -> Option<String> {
-    let out = Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .current_dir(workspace_root())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    machine_ticks().0 as f64 / clk_tck()
 }
 
 /// Files of the daemon's source that differ from the commit (the tree is shared while

@@ -24,6 +24,9 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const RULES_PAGE_SIZE: u32 = 100;
 /// Stop following `has_next` after this many pages (1,000,000 rules).
 const MAX_RULE_PAGES: u32 = 10_000;
+/// Rules pages requested at once when the listing gives its page count: 100,000 rules are
+/// 1,000 pages, and one at a time their round trips add up to most of a second.
+const PAGES_IN_FLIGHT: usize = 4;
 
 /// One rule from `GET /api/v1/rules` (the five fields the sensor needs; others ignored).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -139,6 +142,32 @@ struct RulesPage {
 struct Pagination {
     #[serde(default)]
     has_next: bool,
+    /// Rules listings always give it (contract §2.3); it lets the pages after the first be
+    /// fetched several at a time.
+    #[serde(default)]
+    total_pages: Option<u32>,
+}
+
+/// Enabled rules in listing order; a rule listed twice (it moved between pages while they
+/// were read) keeps its first place and its last record.
+#[derive(Default)]
+struct RuleSet {
+    rules: Vec<RuleRecord>,
+    index: std::collections::HashMap<i64, usize>,
+}
+
+impl RuleSet {
+    fn add(&mut self, records: Vec<RuleRecord>) {
+        for rule in records.into_iter().filter(|r| r.enabled) {
+            match self.index.get(&rule.id) {
+                Some(&i) => self.rules[i] = rule,
+                None => {
+                    self.index.insert(rule.id, self.rules.len());
+                    self.rules.push(rule);
+                }
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -361,63 +390,101 @@ impl ApiClient {
     /// page (`pagination.has_next`); returns the enabled rules (disabled ones are dropped
     /// here too), each rule id once.
     pub async fn list_active_rules(&self, trigger_ref: &str) -> Result<Vec<RuleRecord>, ApiError> {
+        use futures_util::{StreamExt, TryStreamExt};
         let operation = format!("list rules for trigger '{trigger_ref}'");
-        let mut rules: Vec<RuleRecord> = Vec::new();
-        let mut index: std::collections::HashMap<i64, usize> = Default::default();
-        let mut page: u32 = 1;
-        loop {
-            let url = self.url("/api/v1/rules");
-            let page_s = page.to_string();
-            let size_s = RULES_PAGE_SIZE.to_string();
-            let resp = self
-                .send_authed(&operation, || {
-                    self.inner.http.request(Method::GET, &url).query(&[
-                        ("trigger_ref", trigger_ref),
-                        ("enabled", "true"),
-                        ("page", page_s.as_str()),
-                        ("page_size", size_s.as_str()),
-                    ])
-                })
-                .await?;
-            if !resp.status().is_success() {
-                return Err(self.status_error(&operation, &resp));
-            }
-            let bytes = resp
-                .bytes()
-                .await
-                .map_err(|e| self.transport_error(&operation, e))?;
-            let parsed: RulesPage = serde_json::from_slice(&bytes).map_err(|e| {
-                self.decode_error(&operation, crate::config::json_error_detail(&e).0)
-            })?;
-            let has_next = parsed.pagination.is_some_and(|p| p.has_next);
-            let page_len = parsed.items.len();
-            for rule in parsed.items.into_iter().filter(|r| r.enabled) {
-                match index.get(&rule.id) {
-                    Some(&i) => rules[i] = rule,
-                    None => {
-                        index.insert(rule.id, rules.len());
-                        rules.push(rule);
-                    }
+        let mut rules = RuleSet::default();
+        let first = self.rules_page(&operation, trigger_ref, 1).await?;
+        let pagination = first.pagination.as_ref();
+        let has_next = pagination.is_some_and(|p| p.has_next);
+        let total = pagination.and_then(|p| p.total_pages);
+        let first_empty = first.items.is_empty();
+        rules.add(first.items);
+        match total {
+            // The page count is known: the rest, a few at a time, merged in page order.
+            Some(total) if has_next => {
+                if total > MAX_RULE_PAGES {
+                    return Err(self.decode_error(
+                        &operation,
+                        format!("pagination.total_pages is {total}, over {MAX_RULE_PAGES}"),
+                    ));
+                }
+                let mut pages = futures_util::stream::iter(2..=total)
+                    .map(|page| self.rules_page(&operation, trigger_ref, page))
+                    .buffered(PAGES_IN_FLIGHT);
+                while let Some(page) = pages.try_next().await? {
+                    rules.add(page.items);
                 }
             }
-            tracing::debug!(
-                trigger_ref,
-                page,
-                rules = page_len,
-                has_next,
-                "Fetched rules page"
-            );
-            if !has_next {
-                return Ok(rules);
+            // Otherwise one after the other, while `has_next`.
+            _ => {
+                let mut has_next = has_next;
+                let mut page = 1;
+                if has_next && first_empty {
+                    return Err(self.decode_error(
+                        &operation,
+                        "pagination.has_next stayed true through page 1".to_string(),
+                    ));
+                }
+                while has_next {
+                    if page >= MAX_RULE_PAGES {
+                        return Err(self.decode_error(
+                            &operation,
+                            format!("pagination.has_next stayed true through page {page}"),
+                        ));
+                    }
+                    page += 1;
+                    let next = self.rules_page(&operation, trigger_ref, page).await?;
+                    has_next = next.pagination.is_some_and(|p| p.has_next);
+                    if next.items.is_empty() && has_next {
+                        return Err(self.decode_error(
+                            &operation,
+                            format!("pagination.has_next stayed true through page {page}"),
+                        ));
+                    }
+                    rules.add(next.items);
+                }
             }
-            if page_len == 0 || page >= MAX_RULE_PAGES {
-                return Err(self.decode_error(
-                    &operation,
-                    format!("pagination.has_next stayed true through page {page}"),
-                ));
-            }
-            page += 1;
         }
+        Ok(rules.rules)
+    }
+
+    /// One page of the rules listing.
+    async fn rules_page(
+        &self,
+        operation: &str,
+        trigger_ref: &str,
+        page: u32,
+    ) -> Result<RulesPage, ApiError> {
+        let url = self.url("/api/v1/rules");
+        let page_s = page.to_string();
+        let size_s = RULES_PAGE_SIZE.to_string();
+        let resp = self
+            .send_authed(operation, || {
+                self.inner.http.request(Method::GET, &url).query(&[
+                    ("trigger_ref", trigger_ref),
+                    ("enabled", "true"),
+                    ("page", page_s.as_str()),
+                    ("page_size", size_s.as_str()),
+                ])
+            })
+            .await?;
+        if !resp.status().is_success() {
+            return Err(self.status_error(operation, &resp));
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(operation, e))?;
+        let parsed: RulesPage = serde_json::from_slice(&bytes)
+            .map_err(|e| self.decode_error(operation, crate::config::json_error_detail(&e).0))?;
+        tracing::debug!(
+            trigger_ref,
+            page,
+            rules = parsed.items.len(),
+            has_next = parsed.pagination.as_ref().is_some_and(|p| p.has_next),
+            "Fetched rules page"
+        );
+        Ok(parsed)
     }
 
     /// `POST {api}/api/v1/events` with [`Event::body`]: one attempt (plus the 401 renewal and

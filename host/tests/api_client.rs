@@ -94,9 +94,13 @@ async fn health_ok_and_failures() {
     );
 }
 
-#[tokio::test]
-async fn lists_all_pages_of_enabled_rules() {
-    let fake = FakeApi::start(FakeOptions::default());
+/// 260 interval rules (every 10th disabled) and a cron rule, listed with or without the
+/// page count: with it, the pages after the first are fetched several at a time.
+async fn lists_all_pages_of_enabled_rules_with(omit_page_count: bool) -> (FakeApi, ApiClient) {
+    let fake = FakeApi::start(FakeOptions {
+        omit_page_count,
+        ..FakeOptions::default()
+    });
     for id in 1..=260 {
         // Every 10th disabled: 234 enabled interval rules.
         fake.add_rule(
@@ -114,7 +118,9 @@ async fn lists_all_pages_of_enabled_rules() {
     );
     let api = client(&fake, "tok");
     let rules = api.list_active_rules("core.intervaltimer").await.unwrap();
-    assert_eq!(rules.len(), 234);
+    let ids: Vec<i64> = rules.iter().map(|r| r.id).collect();
+    let want: Vec<i64> = (1..=260).filter(|id| id % 10 != 0).collect();
+    assert_eq!(ids, want, "every enabled rule once, in listing order");
     assert!(rules
         .iter()
         .all(|r| r.enabled && r.trigger_ref == "core.intervaltimer"));
@@ -123,14 +129,29 @@ async fn lists_all_pages_of_enabled_rules() {
     assert_eq!(r7.trigger_params, json!({"interval": 7}));
 
     let reqs = fake.requests_to("/api/v1/rules");
-    assert_eq!(reqs.len(), 3, "234 rules = 3 pages of 100");
-    for (i, req) in reqs.iter().enumerate() {
+    let mut pages: Vec<String> = reqs
+        .iter()
+        .map(|r| r.query_value("page").unwrap().to_string())
+        .collect();
+    pages.sort();
+    assert_eq!(pages, ["1", "2", "3"], "234 rules = 3 pages of 100");
+    for req in &reqs {
         assert_eq!(req.query_value("trigger_ref"), Some("core.intervaltimer"));
         assert_eq!(req.query_value("enabled"), Some("true"));
-        assert_eq!(req.query_value("page"), Some((i + 1).to_string().as_str()));
         assert_eq!(req.query_value("page_size"), Some("100"));
         assert_eq!(req.auth_header.as_deref(), Some("Bearer tok"));
     }
+    (fake, api)
+}
+
+#[tokio::test]
+async fn lists_pages_following_has_next_without_a_page_count() {
+    lists_all_pages_of_enabled_rules_with(true).await;
+}
+
+#[tokio::test]
+async fn lists_all_pages_of_enabled_rules() {
+    let (_fake, api) = lists_all_pages_of_enabled_rules_with(false).await;
 
     // An empty listing is one request and no rules.
     assert!(api

@@ -89,6 +89,9 @@ pub struct FakeOptions {
     pub strict_events: bool,
     /// Return disabled rules even when asked for `enabled=true` (tests client filtering).
     pub ignore_enabled_filter: bool,
+    /// Leave `total_items`/`total_pages` out of listings, as the API does when it computed
+    /// no exact count (contract §2.3): clients must then follow `has_next`.
+    pub omit_page_count: bool,
 }
 
 impl Default for FakeOptions {
@@ -100,6 +103,7 @@ impl Default for FakeOptions {
             issued_trigger_types: None,
             strict_events: false,
             ignore_enabled_filter: false,
+            omit_page_count: false,
         }
     }
 }
@@ -636,13 +640,18 @@ async fn list_rules(
         let end = start.saturating_add(page_size).min(total);
         let page_ids = ids[start..end].to_vec();
         let items: Vec<Value> = page_ids.iter().map(|id| s.rules[id].to_json()).collect();
-        let body = json!({
+        let mut body = json!({
             "items": items,
             "pagination": {
                 "page": page, "page_size": page_size, "total_items": total, "total_pages": total_pages,
                 "has_previous": page > 1, "has_next": page < total_pages,
             }
         });
+        if s.opts.omit_page_count {
+            let pagination = body["pagination"].as_object_mut().expect("an object");
+            pagination.remove("total_items");
+            pagination.remove("total_pages");
+        }
         (200, json_response(200, body))
     };
     record(&mut s, "GET", "/api/v1/rules", query, auth, None, status);
