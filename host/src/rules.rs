@@ -126,7 +126,8 @@ impl StoredRule {
     }
 
     fn same(&self, rule: &Rule) -> bool {
-        self.trigger_ref == rule.trigger_ref && self.params.as_ref() == rule.trigger_params.to_string().as_str()
+        self.trigger_ref == rule.trigger_ref
+            && self.params.as_ref() == rule.trigger_params.to_string().as_str()
     }
 
     fn to_rule(&self) -> Rule {
