@@ -18,7 +18,10 @@ pub fn workspace_root() -> PathBuf {
 /// A nested cargo with its own target directory: sharing the outer build's would deadlock
 /// on cargo's lock. The outer build's flags are meant for the host, so they are dropped.
 pub fn build(root: &Path, package: &str, watch: &[&str]) -> PathBuf {
-    for watched in watch.iter().chain(["wit", "Cargo.lock", "Cargo.toml"].iter()) {
+    for watched in watch
+        .iter()
+        .chain(["wit", "Cargo.lock", "Cargo.toml"].iter())
+    {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let target_dir = env::var_os("CARGO_TARGET_DIR")
