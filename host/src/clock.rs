@@ -881,7 +881,7 @@ fn take_pass(shared: &Shared, build_cost: Duration) -> Option<Pass> {
                 if on_time && after.is_none_or(|(_, after)| after > now) =>
             {
                 chunk.push(event);
-                done.push((deadline, rule_id, generation, after.map(|(at, _)| at)));
+                done.push((deadline, rule_id, generation, after));
             }
             // Dealt with after the hand-over.
             slot => not_ready.push(((deadline, rule_id, generation), slot)),
@@ -921,12 +921,13 @@ fn take_pass(shared: &Shared, build_cost: Duration) -> Option<Pass> {
             trigger_ref: timer.trigger_ref.clone(),
             execution_count: timer.execution_count,
             scheduled_at: timer.next_at,
-            next: after,
+            next: after.map(|(at, _)| at),
         });
         match after {
-            Some(after) => {
+            // The next deadline was worked out when the fire was built.
+            Some((after, deadline)) => {
                 timer.next_at = after;
-                timer.deadline = shared.anchor.instant_at(after);
+                timer.deadline = deadline;
                 state
                     .queue
                     .insert((timer.deadline, rule_id, generation), None);
@@ -975,7 +976,7 @@ fn take_pass(shared: &Shared, build_cost: Duration) -> Option<Pass> {
 fn hand_over(
     shared: &Shared,
     chunk: &mut Vec<Event>,
-    done: &[(Instant, i64, u64, Option<DateTime<Utc>>)],
+    done: &[(Instant, i64, u64, Option<(DateTime<Utc>, Instant)>)],
 ) {
     if chunk.is_empty() {
         return;
