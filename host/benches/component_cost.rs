@@ -43,8 +43,8 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use attune_timer::event::Payload;
-use attune_timer::runtime::{CompileCache, Fire, Rule, Schedule, TimerRuntime};
+use attune_timer::component::{CompileCache, Fire, Rule, Schedule, TimerRuntime};
+use attune_timer::schedule::event::Payload;
 use chrono::{DateTime, Utc};
 use criterion::{BatchSize, BenchmarkId, Criterion};
 use guest_timer::TimerSpec;

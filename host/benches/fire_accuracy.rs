@@ -123,8 +123,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
-use attune_timer::clock::ON_TIME;
-use attune_timer::config::LogFormat;
+use attune_timer::daemon::config::LogFormat;
+use attune_timer::schedule::ON_TIME;
 use daemon_support::TestDaemon;
 use machine::{clk_tck, cpu_model, git_commit, loadavg, machine_ticks, workspace_root};
 use support::fake_api::{FakeApi, FakeOptions, RecordedEvent};
@@ -436,7 +436,7 @@ fn install_logging(mode: LogMode, log_path: &Path) -> Arc<LogCounters> {
         file: Some(Arc::new(file)),
     };
     let subscriber =
-        attune_timer::logging::subscriber("info", LogFormat::Json, sink).expect("subscriber");
+        attune_timer::app::logging::subscriber("info", LogFormat::Json, sink).expect("subscriber");
     tracing::subscriber::set_global_default(subscriber).expect("global subscriber");
     counters
 }
@@ -532,7 +532,7 @@ fn thread_group(tid: u64, name: &str) -> &'static str {
 /// `* * * * * *` rule: `next_fire`, then `build_payload` (and the host's checks and JSON
 /// parse of it). Measured before the daemon starts, with the same component and cache.
 fn calibrate(fires: usize) -> f64 {
-    use attune_timer::runtime::{CompileCache, Fire, Rule, TimerRuntime};
+    use attune_timer::component::{CompileCache, Fire, Rule, TimerRuntime};
     let cache = std::env::temp_dir().join("attune-timer-test-cache");
     let runtime = TimerRuntime::builder()
         .cache(CompileCache::in_dir(cache))

@@ -36,8 +36,8 @@
 //!    - `API connectivity verified` (`GET /health`),
 //!    - `Timer component loaded` (compiled, or read from the cache),
 //!    - `Connected to RabbitMQ; consuming rule lifecycle messages`,
-//!    - `Fetched rules page`, first and last: a `debug` line of `attune_timer::api`, enabled
-//!      with `ATTUNE_LOG_LEVEL=info,attune_timer::api=debug` (1 line per 100 rules, against
+//!    - `Fetched rules page`, first and last: a `debug` line of `attune_timer::platform::api`, enabled
+//!      with `ATTUNE_LOG_LEVEL=info,attune_timer::platform::api=debug` (1 line per 100 rules, against
 //!      the `Timer started for rule` line per rule the daemon logs at `info` anyway);
 //!      `--page-log off` keeps plain `info`, and the listing then ends at the first
 //!      `Timer started for rule`, which follows closely; `--log-level` sets any directive,
@@ -70,7 +70,7 @@
 //! fake,prerendered` (`STARTUP_BENCH_LISTING`), `--memory-rules LIST|none`
 //! (`STARTUP_BENCH_MEMORY_RULES`), `--idle S` (`STARTUP_BENCH_IDLE`), `--page-log on|off`
 //! (`STARTUP_BENCH_PAGE_LOG`), `--log-level DIRECTIVE` (`STARTUP_BENCH_LOG_LEVEL`, the
-//! daemon's `ATTUNE_LOG_LEVEL`; e.g. `info,attune_timer::api=debug,attune_timer::clock=warn`
+//! daemon's `ATTUNE_LOG_LEVEL`; e.g. `info,attune_timer::platform::api=debug,attune_timer::schedule::clock=warn`
 //! drops the per-rule lines), `--out PATH` (`STARTUP_BENCH_OUT`). For investigation, not
 //! for figures: `--log-dir DIR` keeps each run's stderr; `--perf-dir DIR` attaches `perf
 //! record` (cpu-clock, DWARF call graphs) to each daemon; `--wrap 'CMD ARGS'` runs the
@@ -226,7 +226,7 @@ fn parse_args() -> Args {
             .map(|s| s.trim().parse().expect("--idle: seconds"))
             .unwrap_or(3),
         log_level: log_level.unwrap_or_else(|| match page_log.as_deref().unwrap_or("on") {
-            "on" => "info,attune_timer::api=debug".into(),
+            "on" => "info,attune_timer::platform::api=debug".into(),
             "off" => "info".into(),
             other => panic!("--page-log must be on or off, not {other}"),
         }),
@@ -348,7 +348,7 @@ fn interval_share(n: usize) -> usize {
 /// building that first fire ahead (`next-fire` after it, then `build-payload`), which the
 /// clock does for every newly started timer.
 fn calibrate(per_shape: usize) -> Value {
-    use attune_timer::runtime::{CompileCache, Fire, Rule, TimerRuntime};
+    use attune_timer::component::{CompileCache, Fire, Rule, TimerRuntime};
     let cache = tempfile::Builder::new()
         .prefix("attune-startup-cache")
         .tempdir()
@@ -1637,8 +1637,8 @@ fn main() {
                 if !args.caches.contains(&Cache::Cold) {
                     // Warm runs only: fill the cache here (the same library and engine
                     // settings as the daemon's, so the same cache entry).
-                    attune_timer::runtime::TimerRuntime::builder()
-                        .cache(attune_timer::runtime::CompileCache::in_dir(cache.path()))
+                    attune_timer::component::TimerRuntime::builder()
+                        .cache(attune_timer::component::CompileCache::in_dir(cache.path()))
                         .embedded()
                         .expect("load the embedded component");
                 }

@@ -12,11 +12,14 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use attune_timer::check::{self, CheckRequest};
-use attune_timer::config::{LogFormat, Overrides, ProcessEnv, Settings};
-use attune_timer::local::{self, LineSink, LocalOptions};
-use attune_timer::runtime::{CallError, CompileCache, RuleError, TimerRuntime};
-use attune_timer::{daemon, logging};
+use attune_timer::app::check::{self, CheckRequest};
+use attune_timer::app::local::{self, LineSink, LocalOptions};
+use attune_timer::app::logging;
+use attune_timer::component::{CallError, RuleError, Source};
+use attune_timer::daemon;
+use attune_timer::daemon::config::{
+    compile_cache_from, LogFormat, Overrides, ProcessEnv, Settings,
+};
 
 const SETTINGS_HELP: &str = "\
 Settings (daemon mode). Read from the environment, or with --stdin-config from one JSON
@@ -248,7 +251,7 @@ fn run_local(cli: Cli, rules_file: PathBuf) -> ExitCode {
             .component
             .or_else(|| env("ATTUNE_TIMER_COMPONENT").map(PathBuf::from)),
         limits: Default::default(),
-        cache: CompileCache::default_location(),
+        cache: compile_cache_from(&ProcessEnv),
         sensor_ref: env("ATTUNE_SENSOR_REF").unwrap_or_else(|| "core.timer_sensor".to_string()),
     };
     let sink = LineSink::stdout();
@@ -269,15 +272,12 @@ fn run_local(cli: Cli, rules_file: PathBuf) -> ExitCode {
 }
 
 fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let builder = TimerRuntime::builder().cache(CompileCache::default_location());
-    let runtime = match &args.component {
-        Some(path) => builder
-            .file(path)
-            .with_context(|| format!("cannot load the timer component {}", path.display()))?,
-        None => builder
-            .embedded()
-            .context("cannot load the built-in timer component")?,
-    };
+    let runtime = Source {
+        component: args.component.clone(),
+        limits: Default::default(),
+        cache: compile_cache_from(&ProcessEnv),
+    }
+    .load()?;
     let refusal = |error: RuleError| {
         if args.json {
             println!("{}", check::error_json(&error));

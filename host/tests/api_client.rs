@@ -6,9 +6,10 @@ mod support;
 
 use std::time::Duration;
 
-use attune_timer::api::{ApiClient, ApiError, DEFAULT_REQUEST_TIMEOUT};
-use attune_timer::event::Event;
-use attune_timer::token::{self, TokenHandle};
+use attune_timer::platform::api::{ApiClient, ApiError, DEFAULT_REQUEST_TIMEOUT};
+use attune_timer::platform::renewal;
+use attune_timer::platform::token::{self, TokenHandle};
+use attune_timer::schedule::event::Event;
 use chrono::{TimeZone, Utc};
 use serde_json::json;
 use support::fake_api::{make_jwt, now_unix, FakeApi, FakeOptions, LogCapture};
@@ -442,7 +443,7 @@ async fn renewal_loop_renews_at_80_percent_of_a_short_lived_token() {
     let (logs, _guard) = LogCapture::start("info");
     let api = client(&fake, &first);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = token::spawn_renewal(api.clone(), async move {
+    let task = renewal::spawn_renewal(api.clone(), async move {
         let _ = stop_rx.await;
     });
     // The loop reads whole seconds and never wakes early: not before iat + 2 ≥ start + 1 s.
@@ -479,7 +480,7 @@ async fn renewal_loop_logs_token_expired() {
     let fake = FakeApi::start(FakeOptions::default());
     let (logs, _guard) = LogCapture::start("info");
     let api = client(&fake, &expired);
-    let task = token::spawn_renewal(api, std::future::pending());
+    let task = renewal::spawn_renewal(api, std::future::pending());
     tokio::time::sleep(Duration::from_millis(200)).await;
     task.abort();
     let expired_logs = logs.with_message("Token expired");

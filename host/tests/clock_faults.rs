@@ -12,10 +12,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use attune_timer::clock::Clock;
-use attune_timer::event::{Event, EventSink};
-use attune_timer::rules::{Applied, RuleTable};
-use attune_timer::runtime::{Rule, TimerRuntime};
+use attune_timer::component::{Rule, TimerRuntime};
+use attune_timer::schedule::event::{Event, EventSink};
+use attune_timer::schedule::rules::{Applied, RuleTable};
+use attune_timer::schedule::Clock;
 use support::fake_api::LogCapture;
 
 /// Builds the hostile fixture (a no-op when it is up to date) the way the build scripts

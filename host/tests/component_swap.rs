@@ -15,11 +15,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use attune_timer::clock::Clock;
-use attune_timer::event::{Event, EventSink};
-use attune_timer::rules::RuleTable;
-use attune_timer::runtime::{Rule, TimerRuntime, EMBEDDED_COMPONENT};
-use attune_timer::swap::{self, Check, SwapOutcome, Trigger, Triggers};
+use attune_timer::component::watch::{Trigger, Triggers};
+use attune_timer::component::{Rule, TimerRuntime, EMBEDDED_COMPONENT};
+use attune_timer::schedule::event::{Event, EventSink};
+use attune_timer::schedule::rules::RuleTable;
+use attune_timer::schedule::swap::{self, Check, SwapOutcome};
+use attune_timer::schedule::Clock;
 use support::fake_api::LogCapture;
 
 const SENSOR: &str = "core.timer_sensor";
@@ -211,7 +212,7 @@ async fn a_swap_keeps_the_scheduled_deadline_and_the_count() {
             json!({"interval": 5, "unit": "seconds"}),
         ))
         .await;
-    assert_eq!(applied, attune_timer::rules::Applied::Kept);
+    assert_eq!(applied, attune_timer::schedule::rules::Applied::Kept);
     clock.shutdown().await;
 }
 
@@ -230,10 +231,10 @@ async fn a_file_that_is_not_a_component_is_rejected_and_the_old_one_keeps_firing
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("timer.wasm");
     std::fs::write(&path, b"this is not a component").unwrap();
-    let source = swap::Source {
+    let source = attune_timer::component::Source {
         component: Some(path),
         limits: Default::default(),
-        cache: attune_timer::runtime::CompileCache::disabled(),
+        cache: attune_timer::component::CompileCache::disabled(),
     };
     let old_hash = clock.runtime().info().content_hash.clone();
     let outcome = swap::swap(&table, move || source.load()).await;

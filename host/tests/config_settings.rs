@@ -7,11 +7,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use attune_timer::config::{
+use attune_timer::component::Limits;
+use attune_timer::daemon::config::{
     BootstrapRule, ConfigError, ConfigSource, LogFormat, Overrides, Settings,
 };
-use attune_timer::outbox::OutboxOptions;
-use attune_timer::policy::Limits;
+use attune_timer::platform::outbox::OutboxOptions;
 use serde_json::json;
 use support::fake_api::LogCapture;
 
@@ -537,7 +537,7 @@ fn the_token_never_shows_in_debug_output() {
     assert!(!debug.contains("mq-password"), "{debug}");
     assert!(debug.contains("<redacted>"));
     assert!(debug.contains("http://api.example:8080"));
-    let handle = attune_timer::token::TokenHandle::new(TOKEN);
+    let handle = attune_timer::platform::token::TokenHandle::new(TOKEN);
     assert!(!format!("{handle:?}").contains("very-secret"));
 }
 
@@ -586,7 +586,8 @@ fn the_log_level_takes_effect() {
 
 #[test]
 fn logging_init_refuses_a_bad_directive() {
-    let err = attune_timer::logging::init("info,attune=notalevel", LogFormat::Json).unwrap_err();
+    let err =
+        attune_timer::app::logging::init("info,attune=notalevel", LogFormat::Json).unwrap_err();
     assert_eq!(
         err.to_string(),
         "Invalid ATTUNE_LOG_LEVEL / --log-level tracing directive"
@@ -603,7 +604,7 @@ fn logged_settings_show_origins_only() {
     );
     // A query is refused by the client later, but the settings log must stay clean anyway.
     let s = Settings::from_env(&e).unwrap();
-    attune_timer::logging::log_settings(&s);
+    attune_timer::daemon::config::log_settings(&s);
     let text = logs.text();
     let loaded = logs.with_message("Configuration loaded");
     assert_eq!(loaded[0]["config_source"], "env");

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use attune_timer::config::Settings;
+use attune_timer::daemon::config::Settings;
 use attune_timer::daemon::Daemon;
+use attune_timer::platform::lifecycle::ListenerConfig;
 use daemon_support::{test_env, Broker, TestDaemon};
 use support::fake_api::{make_jwt, now_unix, FakeApi, FakeOptions, LogCapture};
 
@@ -233,4 +234,89 @@ async fn shutdown_flushes_pending_events() {
     assert!(at("Stopped consuming rule lifecycle messages") < at("Outbox flushed"));
     assert!(at("Outbox flushed") < at("Timer sensor has shut down gracefully"));
     assert!(!logs.text().contains("Failed to create event"));
+}
+
+/// The environment of a daemon with one rule firing every second from the start.
+fn busy_env(api: &FakeApi) -> std::collections::HashMap<String, String> {
+    let bootstrap = json!([
+        {"id": 1, "trigger_ref": "core.intervaltimer", "config": {"interval": 1, "unit": "seconds"}}
+    ])
+    .to_string();
+    test_env(api, &[("ATTUNE_SENSOR_TRIGGERS", &bootstrap)])
+}
+
+/// Waits (at most 10 s: aborted tasks and the HTTP client's connection tasks end within
+/// moments, even on a loaded CI machine) for the runtime's live tasks to drop to `n`.
+async fn live_tasks_settle_to(n: usize) -> usize {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while metrics.num_alive_tasks() > n && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    metrics.num_alive_tasks()
+}
+
+/// A start that fails halfway — connected to the broker, with the clock, the outbox and
+/// token renewal running and a rule firing, when the rules listing fails — stops everything
+/// it started: afterwards the runtime has no more live tasks than before, but for what the
+/// broker client itself leaves behind a closed connection (measured here on a connection of
+/// the test's own: lapin keeps one task per closed connection until its next heartbeat).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_fails_halfway_leaves_no_task_running() {
+    let api = FakeApi::start(FakeOptions::default());
+    // 403 is not retried: the first listing fails the start.
+    api.fail_next_rule_lists(100, 403);
+    let env = busy_env(&api);
+    let settings = Settings::from_env(&env).expect("test settings");
+    let (queue, exchange) = (
+        format!("sensor.{}", settings.sensor_ref),
+        settings.mq_exchange.clone(),
+    );
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let probe_config = ListenerConfig::new(&settings.mq_url, &exchange, &settings.sensor_ref);
+    let idle = metrics.num_alive_tasks();
+    let probe = attune_timer::platform::lifecycle::connect(&probe_config)
+        .await
+        .expect("the test broker");
+    probe.close(&probe_config.consumer_tag).await;
+    let residue = live_tasks_settle_to(idle).await - idle;
+    let before = metrics.num_alive_tasks();
+
+    let err = Daemon::start(settings)
+        .await
+        .expect_err("the listing fails");
+    assert!(
+        format!("{err:#}").contains("Failed to load active rules"),
+        "{err:#}"
+    );
+    let left = live_tasks_settle_to(before + residue).await;
+    daemon_support::delete_now(queue, exchange);
+    assert_eq!(
+        left,
+        before + residue,
+        "tasks left running after a failed start (the broker client's own: {residue})"
+    );
+}
+
+/// A start that fails because the broker cannot be reached, after the clock had started
+/// firing a rule, leaves no timer firing: no event reaches the API afterwards. (The broker
+/// client itself keeps a task or two after a refused connection; that is its own.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_without_a_broker_stops_its_clock() {
+    let api = FakeApi::start(FakeOptions::default());
+    let mut env = busy_env(&api);
+    // Port 1 on loopback: nothing listens there, so connecting is refused at once.
+    env.insert(
+        "ATTUNE_MQ_URL".into(),
+        "amqp://guest:guest@127.0.0.1:1/%2f".into(),
+    );
+    let settings = Settings::from_env(&env).expect("test settings");
+    let err = Daemon::start(settings).await.expect_err("no broker");
+    assert!(
+        format!("{err:#}").contains("Failed to connect to RabbitMQ"),
+        "{err:#}"
+    );
+    let sent = api.events().len();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(api.events().len(), sent, "a timer still fires");
 }

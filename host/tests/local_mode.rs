@@ -235,9 +235,9 @@ fn bad_rules_files_fail_clearly() {
 /// `examples/rules.json` stays honest: every rule in it starts.
 #[tokio::test]
 async fn the_example_rules_all_start() {
-    use attune_timer::clock::Clock;
-    use attune_timer::event::{Event, EventSink};
-    use attune_timer::rules::RuleTable;
+    use attune_timer::schedule::event::{Event, EventSink};
+    use attune_timer::schedule::rules::RuleTable;
+    use attune_timer::schedule::Clock;
     use std::sync::Arc;
 
     struct Drop_;
@@ -246,8 +246,8 @@ async fn the_example_rules_all_start() {
     }
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rules.json");
     let text = std::fs::read_to_string(&path).unwrap();
-    let rules = attune_timer::local::load_rules(&text, Utc::now()).unwrap();
-    let runtime = Arc::new(attune_timer::runtime::TimerRuntime::embedded().unwrap());
+    let rules = attune_timer::app::local::load_rules(&text, Utc::now()).unwrap();
+    let runtime = Arc::new(attune_timer::component::TimerRuntime::embedded().unwrap());
     let refs = runtime.info().trigger_refs.clone();
     let clock = Clock::spawn(runtime, Arc::new(Drop_), "core.timer_sensor".into());
     let table = RuleTable::new(clock.clone(), refs);

@@ -7,10 +7,10 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use attune_timer::api::{ApiClient, DEFAULT_REQUEST_TIMEOUT};
-use attune_timer::event::{Event, EventSink};
-use attune_timer::outbox::{Outbox, OutboxOptions};
-use attune_timer::token::TokenHandle;
+use attune_timer::platform::api::{ApiClient, DEFAULT_REQUEST_TIMEOUT};
+use attune_timer::platform::outbox::{Outbox, OutboxOptions};
+use attune_timer::platform::token::TokenHandle;
+use attune_timer::schedule::event::{Event, EventSink};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Value};
 use support::fake_api::{make_jwt, now_unix, FakeApi, FakeOptions, LogCapture};

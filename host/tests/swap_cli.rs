@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use attune_timer::runtime::EMBEDDED_COMPONENT;
+use attune_timer::component::EMBEDDED_COMPONENT;
 
 const BIN: &str = env!("CARGO_BIN_EXE_attune-core-timer-sensor");
 

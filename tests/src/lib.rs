@@ -11,7 +11,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use attune_timer::runtime::{CallError, Fire, Rule, Schedule, TimerRuntime};
+use attune_timer::component::{CallError, Fire, Rule, Schedule, TimerRuntime};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};

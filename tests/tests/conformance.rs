@@ -1,7 +1,7 @@
 //! Runs the whole conformance suite against the built-in timer component, loaded both the
 //! embedded way and from a component file, and fails with the full report on any difference.
 
-use attune_timer::runtime::{TimerRuntime, EMBEDDED_COMPONENT};
+use attune_timer::component::{TimerRuntime, EMBEDDED_COMPONENT};
 use conformance::{default_cases_dir, load_cases, run_cases, Report};
 
 const MIN_CASES: usize = 150;

@@ -2,7 +2,7 @@
 //! on time — every tick, at exactly its scheduled instant — while each hostile rule beside
 //! them is stopped alone, with a clear error or log line.
 //!
-//! The clock (`attune_timer::clock::Clock`) runs on tokio's paused clock: virtual time
+//! The clock (`attune_timer::schedule::Clock`) runs on tokio's paused clock: virtual time
 //! advances only when every task is idle (a component call on a blocking thread holds it),
 //! so "exactly on time" is checked to the nanosecond and the test runs in real seconds.
 //! `ordinary_rules_keep_firing_in_real_time_beside_a_looping_rule` checks the same on the
@@ -15,10 +15,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use attune_timer::clock::Clock;
-use attune_timer::event::{Event, EventSink};
-use attune_timer::policy::Limits;
-use attune_timer::runtime::{CallError, Rule, TimerRuntime};
+use attune_timer::component::Limits;
+use attune_timer::component::{CallError, Rule, TimerRuntime};
+use attune_timer::schedule::event::{Event, EventSink};
+use attune_timer::schedule::Clock;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use tokio::time::Instant;

@@ -10,8 +10,8 @@
 
 use std::time::{Duration, Instant};
 
-use attune_timer::policy::Limits;
-use attune_timer::runtime::{CallError, LoadError, TimerRuntime};
+use attune_timer::component::Limits;
+use attune_timer::component::{CallError, LoadError, TimerRuntime};
 use serde_json::{json, Value};
 
 mod common;

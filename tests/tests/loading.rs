@@ -1,6 +1,6 @@
 //! Loading components: the compiled-form cache, and the components the host must refuse.
 
-use attune_timer::runtime::{CompileCache, LoadError, TimerRuntime, EMBEDDED_COMPONENT};
+use attune_timer::component::{CompileCache, LoadError, TimerRuntime, EMBEDDED_COMPONENT};
 
 #[test]
 fn the_compiled_form_is_cached_and_reused() {

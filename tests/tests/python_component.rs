@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use attune_timer::policy::Limits;
-use attune_timer::runtime::{CompileCache, Fire, Rule, Schedule, TimerRuntime};
+use attune_timer::component::Limits;
+use attune_timer::component::{CompileCache, Fire, Rule, Schedule, TimerRuntime};
 use chrono::{DateTime, Utc};
 use conformance::{default_cases_dir, load_cases, run_cases, Outcome};
 use serde_json::json;
@@ -94,7 +94,7 @@ fn prune_cache(content_hash: &str) {
     }
 }
 
-fn load_python(limits: Limits) -> Result<TimerRuntime, attune_timer::runtime::LoadError> {
+fn load_python(limits: Limits) -> Result<TimerRuntime, attune_timer::component::LoadError> {
     TimerRuntime::builder()
         .limits(limits)
         .cache(cache())
@@ -564,7 +564,7 @@ impl std::io::Write for Lines {
 /// The daemon's local mode runs on the Python component: its events come out on time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_mode_fires_events_with_the_python_component() {
-    use attune_timer::local::{self, LineSink, LocalOptions};
+    use attune_timer::app::local::{self, LineSink, LocalOptions};
     let _ = python(); // compile once (and cache) before the clock starts
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.json");

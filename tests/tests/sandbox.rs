@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use attune_timer::policy::Limits;
-use attune_timer::runtime::{CallError, TimerRuntime};
+use attune_timer::component::Limits;
+use attune_timer::component::{CallError, TimerRuntime};
 use serde_json::json;
 
 mod common;

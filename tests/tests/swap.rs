@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use attune_timer::clock::Clock;
-use attune_timer::event::{Event, EventSink};
-use attune_timer::rules::RuleTable;
-use attune_timer::runtime::{Rule, TimerRuntime};
-use attune_timer::swap::{self, Check, SwapOutcome};
+use attune_timer::component::{Rule, TimerRuntime};
+use attune_timer::schedule::event::{Event, EventSink};
+use attune_timer::schedule::rules::RuleTable;
+use attune_timer::schedule::swap::{self, Check, SwapOutcome};
+use attune_timer::schedule::Clock;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Value};
 

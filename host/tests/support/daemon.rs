@@ -23,11 +23,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::instrument::WithSubscriber;
 
-use attune_timer::clock::Clock;
-use attune_timer::config::Settings;
+use attune_timer::daemon::config::Settings;
 use attune_timer::daemon::Daemon;
-use attune_timer::lifecycle::ListenerConfig;
-use attune_timer::rules::RuleTable;
+use attune_timer::platform::lifecycle::ListenerConfig;
+use attune_timer::schedule::rules::RuleTable;
+use attune_timer::schedule::Clock;
 
 use crate::support::fake_api::{make_jwt, now_unix, FakeApi};
 

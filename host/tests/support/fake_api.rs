@@ -864,15 +864,16 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
 impl LogCapture {
     /// Installs a JSON subscriber at `level` as this thread's default until the guard drops.
     pub fn start(level: &str) -> (LogCapture, tracing::subscriber::DefaultGuard) {
-        Self::start_with(level, attune_timer::config::LogFormat::Json)
+        Self::start_with(level, attune_timer::daemon::config::LogFormat::Json)
     }
 
     pub fn start_with(
         level: &str,
-        format: attune_timer::config::LogFormat,
+        format: attune_timer::daemon::config::LogFormat,
     ) -> (LogCapture, tracing::subscriber::DefaultGuard) {
         let capture = LogCapture::default();
-        let subscriber = attune_timer::logging::subscriber(level, format, capture.clone()).unwrap();
+        let subscriber =
+            attune_timer::app::logging::subscriber(level, format, capture.clone()).unwrap();
         let guard = tracing::subscriber::set_default(subscriber);
         (capture, guard)
     }

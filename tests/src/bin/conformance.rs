@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use attune_timer::runtime::TimerRuntime;
+use attune_timer::component::TimerRuntime;
 use conformance::{default_cases_dir, load_cases, run_cases};
 
 const USAGE: &str =

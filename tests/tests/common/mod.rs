@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
-use attune_timer::runtime::{Fire, Rule, Schedule, TimerRuntime};
+use attune_timer::component::{Fire, Rule, Schedule, TimerRuntime};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Value};
 

@@ -14,7 +14,7 @@ use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::policy::Limits;
+use super::policy::Limits;
 
 /// Per-instance host state.
 pub(crate) struct SandboxCtx {

@@ -1,30 +1,16 @@
 //! The sensor token: held in memory behind a lock and swapped when renewed, its claims read
-//! (unverified) for expiry and trigger scope, and the loop that renews it (contract §1.9).
-//!
-//! Renewal: at 80 % of the token's lifetime (`iat + floor(0.8 × (exp − iat))`) the loop
-//! calls `POST /auth/internal/sensor-token` and swaps the new token in; nothing is
-//! interrupted, later requests just use it. On failure it keeps the old token and tries
-//! again after 60 s, doubling up to 1 h (never sleeping past the expiry). A token whose
-//! expiry can't be read is not renewed. An expired token is not renewed either (the API
-//! refuses it): the loop logs `Token expired` and the sensor needs a new token.
+//! (unverified) for expiry and trigger scope, and the plan for renewing it
+//! (`docs/platform.md` §1.9). The loop that carries the plan out is in
+//! [`super::renewal`]; this module talks to nobody.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::Value;
-use tokio::task::JoinHandle;
-
-use crate::api::{ApiClient, ApiError};
 
 /// Renew at this fraction of the lifetime.
 pub const RENEW_AT_FRACTION: f64 = 0.8;
-/// First retry delay after a failed renewal; doubles per failure.
-pub const RETRY_INITIAL: Duration = Duration::from_secs(60);
-/// Longest retry delay, and longest sleep between checks.
-pub const RETRY_MAX: Duration = Duration::from_secs(3600);
 /// Without `iat`, renew this long before `exp`.
 const RENEW_BEFORE_EXP_WITHOUT_IAT: i64 = 3600;
 
@@ -249,148 +235,30 @@ pub fn plan(claims: Option<&Claims>, now: i64) -> RenewalPlan {
     }
 }
 
-/// Logs a warning when the token is expired or due for renewal (at start).
-pub fn warn_if_expiring(token: &TokenHandle, now: i64) {
-    match plan(token.claims().as_ref(), now) {
-        RenewalPlan::Expired { exp } => {
-            tracing::error!(expired_secs_ago = now - exp, "Token expired")
-        }
-        RenewalPlan::Due { exp } => tracing::warn!(
-            expires_in_secs = exp - now,
-            "Sensor token is near expiry; renewing it now"
-        ),
-        RenewalPlan::Unknown => tracing::warn!(
-            "Sensor token expiry could not be read; it will not be renewed automatically"
-        ),
-        RenewalPlan::At { .. } => {}
-    }
+/// An unsigned JWT with these claims (tests only).
+#[cfg(test)]
+pub(crate) fn jwt(payload: Value) -> String {
+    let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    format!(
+        "{}.{}.{}",
+        b64(br#"{"alg":"HS256","typ":"JWT"}"#),
+        b64(payload.to_string().as_bytes()),
+        b64(b"sig")
+    )
 }
 
-/// Starts the renewal loop for `api`'s token. It runs until `shutdown` completes.
-pub fn spawn_renewal(
-    api: ApiClient,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> JoinHandle<()> {
-    use tracing::instrument::WithSubscriber;
-    let token = api.token().clone();
-    let renew = move || {
-        let api = api.clone();
-        async move { api.renew_token().await }
-    };
-    tokio::spawn(renewal_loop(token, renew, shutdown, unix_now).with_current_subscriber())
-}
-
-/// The renewal loop, with the renewal call and the wall clock given (tests pass fakes).
-/// All waiting is done with `tokio::time`, so it runs under a paused clock.
-pub async fn renewal_loop<R, Fut, S, N>(token: TokenHandle, mut renew: R, shutdown: S, now: N)
-where
-    R: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), ApiError>>,
-    S: Future<Output = ()>,
-    N: Fn() -> i64,
-{
-    tokio::pin!(shutdown);
-    tracing::info!("Token refresh manager started (will refresh at 80% of TTL)");
-    let mut first = true;
-    let mut retry = RETRY_INITIAL;
-    let mut logged_expired_generation: Option<u64> = None;
-    let mut logged_unknown_generation: Option<u64> = None;
-    loop {
-        let t = now();
-        let generation = token.generation();
-        let wait = match plan(token.claims().as_ref(), t) {
-            RenewalPlan::Unknown => {
-                if logged_unknown_generation != Some(generation) {
-                    tracing::warn!(
-                        "Sensor token expiry could not be read; it will not be renewed automatically"
-                    );
-                }
-                logged_unknown_generation = Some(generation);
-                RETRY_MAX
-            }
-            RenewalPlan::Expired { exp } => {
-                // Once per token: the API refuses it until the sensor is given a new one.
-                if logged_expired_generation != Some(generation) {
-                    tracing::error!(expired_secs_ago = t - exp, "Token expired");
-                    logged_expired_generation = Some(generation);
-                }
-                RETRY_MAX
-            }
-            RenewalPlan::At { at, .. } => secs(at - t).min(RETRY_MAX),
-            RenewalPlan::Due { exp } => {
-                if first {
-                    tracing::warn!(
-                        expires_in_secs = exp - t,
-                        "Sensor token is near expiry; renewing it now"
-                    );
-                } else {
-                    tracing::info!(expires_in_secs = exp - t, "Renewing sensor token");
-                }
-                match renew().await {
-                    Ok(()) => {
-                        retry = RETRY_INITIAL;
-                        let after = now();
-                        match plan(token.claims().as_ref(), after) {
-                            // A renewed token that is due again at once would loop; wait.
-                            RenewalPlan::Due { .. } => {
-                                tracing::warn!(
-                                    retry_in_secs = RETRY_INITIAL.as_secs(),
-                                    "Renewed sensor token is already due for renewal"
-                                );
-                                RETRY_INITIAL
-                            }
-                            _ => Duration::ZERO,
-                        }
-                    }
-                    Err(e) => {
-                        let delay = retry.min(secs(exp - now()).max(Duration::from_secs(1)));
-                        tracing::warn!(
-                            error = %e,
-                            retry_in_secs = delay.as_secs(),
-                            expires_in_secs = exp - now(),
-                            "Token renewal failed; keeping the current token"
-                        );
-                        retry = (retry * 2).min(RETRY_MAX);
-                        delay
-                    }
-                }
-            }
-        };
-        first = false;
-        if wait.is_zero() {
-            continue;
-        }
-        tokio::select! {
-            _ = &mut shutdown => {
-                tracing::debug!("Token refresh manager stopped");
-                return;
-            }
-            _ = tokio::time::sleep(wait) => {}
-        }
-    }
-}
-
-fn secs(n: i64) -> Duration {
-    Duration::from_secs(n.max(0) as u64)
+/// An unsigned JWT issued at `iat`, expiring at `exp` (tests only).
+#[cfg(test)]
+pub(crate) fn test_jwt(iat: i64, exp: i64) -> String {
+    jwt(serde_json::json!({"iat": iat, "exp": exp, "sub": "1"}))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-
-    fn jwt(payload: Value) -> String {
-        let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
-        format!(
-            "{}.{}.{}",
-            b64(br#"{"alg":"HS256","typ":"JWT"}"#),
-            b64(payload.to_string().as_bytes()),
-            b64(b"sig")
-        )
-    }
 
     fn token(iat: i64, exp: i64) -> String {
-        jwt(serde_json::json!({"iat": iat, "exp": exp, "sub": "1"}))
+        test_jwt(iat, exp)
     }
 
     #[test]
@@ -452,95 +320,5 @@ mod tests {
         assert!(!h.is_unexpired_at(2000));
         assert!(!TokenHandle::new("opaque").is_unexpired_at(0));
         assert!(!format!("{h:?}").contains(&h.current()));
-    }
-
-    /// A wall clock that follows tokio's (paused) clock from a fixed start.
-    fn paused_wall_clock(start: i64) -> impl Fn() -> i64 + Clone {
-        let origin = tokio::time::Instant::now();
-        move || start + origin.elapsed().as_secs() as i64
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn renews_at_80_percent_of_each_tokens_lifetime() {
-        let start = 1_000_000;
-        let now = paused_wall_clock(start);
-        let handle = TokenHandle::new(token(start, start + 100));
-        let renewals = Arc::new(AtomicUsize::new(0));
-        let renewed_at = Arc::new(AtomicI64::new(0));
-        let renew = {
-            let (handle, renewals, renewed_at, now) = (
-                handle.clone(),
-                renewals.clone(),
-                renewed_at.clone(),
-                now.clone(),
-            );
-            move || {
-                let t = now();
-                renewals.fetch_add(1, Ordering::SeqCst);
-                renewed_at.store(t, Ordering::SeqCst);
-                handle.replace(token(t, t + 100));
-                async { Ok(()) }
-            }
-        };
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(renewal_loop(
-            handle.clone(),
-            renew,
-            async move {
-                let _ = stop_rx.await;
-            },
-            now,
-        ));
-        tokio::time::sleep(Duration::from_secs(79)).await;
-        assert_eq!(renewals.load(Ordering::SeqCst), 0);
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        assert_eq!(renewals.load(Ordering::SeqCst), 1);
-        assert_eq!(renewed_at.load(Ordering::SeqCst), start + 80);
-        // The next one comes 80 s after that.
-        tokio::time::sleep(Duration::from_secs(80)).await;
-        assert_eq!(renewals.load(Ordering::SeqCst), 2);
-        assert_eq!(renewed_at.load(Ordering::SeqCst), start + 160);
-        stop_tx.send(()).unwrap();
-        task.await.unwrap();
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn failed_renewals_back_off_and_keep_the_token() {
-        let start = 2_000_000;
-        let now = paused_wall_clock(start);
-        // A 10-hour token: renewal due at 8 h; failures retry after 60, 120, 240 … s.
-        let original = token(start, start + 36_000);
-        let handle = TokenHandle::new(original.clone());
-        let attempts = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let renew = {
-            let (attempts, now) = (attempts.clone(), now.clone());
-            move || {
-                attempts.lock().unwrap().push(now());
-                async {
-                    Err(ApiError::Status {
-                        operation: "refresh sensor token".into(),
-                        origin: "http://x".into(),
-                        status: 503,
-                        retry_after: None,
-                    })
-                }
-            }
-        };
-        let task = tokio::spawn(renewal_loop(
-            handle.clone(),
-            renew,
-            std::future::pending(),
-            now,
-        ));
-        tokio::time::sleep(Duration::from_secs(28_800 + 60 + 120 + 240 + 480 + 1)).await;
-        let seen: Vec<i64> = attempts.lock().unwrap().iter().map(|t| t - start).collect();
-        assert_eq!(seen, vec![28_800, 28_860, 28_980, 29_220, 29_700]);
-        // Doubling stops at one hour.
-        tokio::time::sleep(Duration::from_secs(960 + 1920 + 3600 + 1)).await;
-        let seen: Vec<i64> = attempts.lock().unwrap().iter().map(|t| t - start).collect();
-        // 60 … 1920 s, then the last wait stops at the expiry, where nothing is renewed.
-        assert_eq!(&seen[5..], &[30_660, 32_580]);
-        assert_eq!(handle.current(), original);
-        task.abort();
     }
 }

@@ -1,15 +1,11 @@
-//! The component runtime: one engine, one compiled component, a pool of instances, and
-//! calls that are checked on the way in and on the way out.
+//! [`TimerRuntime`]: one engine, one compiled component, a pool of instances, and calls
+//! that are checked on the way in and on the way out.
 //!
 //! Every call takes an idle instance from the pool (or makes one from the pre-linked
 //! template, ~16 µs), runs under the CPU deadline and memory cap of [`Limits`], and puts the
 //! instance back. A call that traps or runs out of time fails alone: its instance is dropped
 //! (wasmtime refuses to re-enter a trapped instance) and the next call gets a fresh one.
 //! Nothing about a rule lives in an instance, so no rule is ever lost with one.
-
-mod bindings;
-mod component;
-mod types;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,14 +14,15 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use wasmtime::{Config, Engine, Store, Trap};
 
-pub use bindings::WIT_PACKAGE_VERSION;
-pub use component::CompileCache;
-pub use types::{CallError, ComponentInfo, Fire, LoadError, Rule, RuleError, Schedule, TimerKind};
-
-use crate::event::Payload;
-use crate::policy::Limits;
-use crate::sandbox::SandboxCtx;
-use bindings::{from_wit_instant, to_wit_instant, wit, TimerComponent};
+use super::bindings::{from_wit_instant, to_wit_instant, wit, TimerComponent};
+use super::fault;
+use super::load::{self, CompileCache};
+use super::payload::Payload;
+use super::policy::Limits;
+use super::sandbox::SandboxCtx;
+use super::types::{
+    CallError, ComponentInfo, Fire, LoadError, Rule, RuleError, Schedule, TimerKind,
+};
 
 /// The default timer component, built from `guest-timer/` and embedded in the binary.
 pub static EMBEDDED_COMPONENT: &[u8] = include_bytes!(env!("GUEST_TIMER_WASM"));
@@ -82,7 +79,7 @@ impl TimerRuntimeBuilder {
 /// and becomes that call's [`CallError::Trap`]; it never unwinds into the caller.
 pub struct TimerRuntime {
     engine: Engine,
-    template: component::Loaded,
+    template: load::Loaded,
     limits: Limits,
     info: ComponentInfo,
     /// Idle instances. A `Mutex<Vec>` is enough: it is held only to push or pop.
@@ -117,7 +114,7 @@ impl TimerRuntime {
         let mut config = Config::new();
         config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-        let template = component::load(&engine, bytes, cache)?;
+        let template = load::load(&engine, bytes, cache)?;
         let ticker_stop = spawn_epoch_ticker(&engine, limits.epoch_tick);
         let mut runtime = Self {
             engine,
@@ -329,7 +326,7 @@ impl TimerRuntime {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             f(&instance.bindings, &mut instance.store)
         }))
-        .unwrap_or_else(|panic| Err(wasmtime::Error::msg(host_panic_text(panic))));
+        .unwrap_or_else(|panic| Err(wasmtime::Error::msg(fault::panic_message(panic))));
         instance.calls += 1;
         match result {
             Ok(value) => {
@@ -414,15 +411,6 @@ fn spawn_epoch_ticker(engine: &Engine, tick: Duration) -> Arc<AtomicBool> {
         })
         .expect("spawn the epoch ticker thread");
     stop
-}
-
-fn host_panic_text(panic: Box<dyn std::any::Any + Send>) -> String {
-    let what = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into());
-    format!("the host panicked while serving the call: {what}")
 }
 
 fn rule_error(e: wit::ParamError) -> CallError {

@@ -30,12 +30,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::instrument::WithSubscriber;
 
-use crate::api::{ApiClient, ApiError};
-use crate::event::{Event, EventSink};
+use super::api::{ApiClient, ApiError};
+use crate::schedule::{Event, EventSink};
+use crate::support::backoff::BackoffPolicy;
+use crate::support::blocking::TaskGuard;
 
 /// How the outbox delivers. See the module documentation for the retry policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,25 +73,24 @@ impl Default for OutboxOptions {
     }
 }
 
-/// The wait before retry number `retry` (1 = the first retry), without jitter.
-pub fn backoff_base(opts: &OutboxOptions, retry: u32) -> Duration {
-    let factor = 1u32 << retry.saturating_sub(1).min(20);
-    opts.initial_backoff
-        .saturating_mul(factor)
-        .min(opts.max_backoff)
-}
+impl OutboxOptions {
+    /// The retry schedule: `initial_backoff` doubling to `max_backoff`, equal jitter.
+    pub fn backoff(&self) -> BackoffPolicy {
+        BackoffPolicy {
+            initial: self.initial_backoff,
+            max: self.max_backoff,
+            jitter: true,
+        }
+    }
 
-/// The jittered wait before retry number `retry`: uniformly within [base/2, base], and at
-/// least `retry_after` (capped at `max_backoff`).
-pub fn backoff_delay(opts: &OutboxOptions, retry: u32, retry_after: Option<Duration>) -> Duration {
-    use rand::Rng;
-    let base = backoff_base(opts, retry);
-    let half = base / 2;
-    let jitter_ns = rand::rng().random_range(0..=half.as_nanos().min(u64::MAX as u128) as u64);
-    let delay = half + Duration::from_nanos(jitter_ns);
-    match retry_after {
-        Some(ra) => delay.max(ra.min(opts.max_backoff)),
-        None => delay,
+    /// The wait before retry number `retry` (1 = the first retry): the jittered backoff,
+    /// and at least `retry_after` when the server sent one (capped at `max_backoff`).
+    pub fn retry_delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+        let delay = self.backoff().delay(retry);
+        match retry_after {
+            Some(ra) => delay.max(ra.min(self.max_backoff)),
+            None => delay,
+        }
     }
 }
 
@@ -279,10 +280,12 @@ impl EventSink for OutboxSink {
     }
 }
 
-/// The outbox. Start it inside a tokio runtime; stop it with [`Outbox::shutdown`].
+/// The outbox. Start it inside a tokio runtime; stop it with [`Outbox::shutdown`], which
+/// flushes. Dropping it instead stops delivery at once (its owner is going away without a
+/// graceful stop, e.g. a start that failed halfway).
 pub struct Outbox {
     shared: Arc<Shared>,
-    dispatcher: JoinHandle<()>,
+    dispatcher: TaskGuard,
     stop: oneshot::Sender<Instant>,
 }
 
@@ -314,7 +317,7 @@ impl Outbox {
             tokio::spawn(dispatch(shared.clone(), rx, stop_rx).with_current_subscriber());
         Outbox {
             shared,
-            dispatcher,
+            dispatcher: TaskGuard::new(dispatcher),
             stop,
         }
     }
@@ -347,7 +350,11 @@ impl Outbox {
     /// abandons (and logs) the rest.
     pub async fn shutdown(self, flush_within: Duration) -> FlushReport {
         let started = Instant::now();
-        let shared = self.shared;
+        let Outbox {
+            shared,
+            dispatcher,
+            stop,
+        } = self;
         shared.accepting.store(false, Ordering::Release);
         let pending_at_start = shared.pending_map().len() + shared.queued.load(Ordering::Relaxed);
         let delivered_before = shared.delivered.load(Ordering::Relaxed);
@@ -357,8 +364,8 @@ impl Outbox {
             flush_within_ms = flush_within.as_millis() as u64,
             "Flushing event outbox"
         );
-        let _ = self.stop.send(started + flush_within);
-        if let Err(e) = self.dispatcher.await {
+        let _ = stop.send(started + flush_within);
+        if let Err(e) = dispatcher.join().await {
             tracing::error!(error = %e, "Event outbox dispatcher failed");
         }
         let mut left: Vec<(u64, Pending)> = shared.pending_map().drain().collect();
@@ -419,7 +426,7 @@ async fn dispatch(
         tokio::select! {
             d = &mut stop, if stop_live => match d {
                 Ok(deadline) => break deadline,
-                // The Outbox was dropped without shutdown: keep delivering while the runtime lives.
+                // Only while the Outbox is being dropped, which aborts this task too.
                 Err(_) => stop_live = false,
             },
             Some(jobs) = rx.recv() => {
@@ -487,7 +494,7 @@ async fn deliver(shared: Arc<Shared>, job: Job) {
             shared.finish(job.id);
             return;
         }
-        let delay = backoff_delay(opts, attempt, error.retry_after());
+        let delay = opts.retry_delay(attempt, error.retry_after());
         tracing::warn!(
             rule_id = event.rule_id,
             trigger_ref = %event.trigger_ref,
@@ -530,7 +537,7 @@ mod tests {
     fn backoff_doubles_to_the_cap_with_jitter_inside_it() {
         let opts = OutboxOptions::default();
         let bases: Vec<u64> = (1..=9)
-            .map(|n| backoff_base(&opts, n).as_millis() as u64)
+            .map(|n| opts.backoff().base(n).as_millis() as u64)
             .collect();
         assert_eq!(
             bases,
@@ -539,14 +546,14 @@ mod tests {
         // The whole default schedule waits at most ~2 minutes.
         assert_eq!(bases.iter().sum::<u64>(), 121_500);
         for n in 1..=12 {
-            let d = backoff_delay(&opts, n, None);
-            let base = backoff_base(&opts, n);
+            let d = opts.retry_delay(n, None);
+            let base = opts.backoff().base(n);
             assert!(d >= base / 2 && d <= base, "{n}: {d:?}");
         }
-        let d = backoff_delay(&opts, 1, Some(Duration::from_secs(5)));
+        let d = opts.retry_delay(1, Some(Duration::from_secs(5)));
         assert!(d >= Duration::from_secs(5));
-        let d = backoff_delay(&opts, 1, Some(Duration::from_secs(5000)));
+        let d = opts.retry_delay(1, Some(Duration::from_secs(5000)));
         assert!(d <= opts.max_backoff);
-        assert_eq!(backoff_base(&opts, 1000), opts.max_backoff);
+        assert_eq!(opts.backoff().base(1000), opts.max_backoff);
     }
 }

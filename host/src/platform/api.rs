@@ -14,9 +14,13 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::event::Event;
-use crate::logging::url_for_log;
-use crate::token::{unix_now, TokenHandle};
+use futures_util::future::BoxFuture;
+
+use super::token::{unix_now, TokenHandle};
+use crate::component::Rule;
+use crate::schedule::Event;
+use crate::schedule::RuleSource;
+use crate::support::redact::{json_error_detail, url_for_log};
 
 /// The platform's client timeout.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -476,7 +480,7 @@ impl ApiClient {
             .await
             .map_err(|e| self.transport_error(operation, e))?;
         let parsed: RulesPage = serde_json::from_slice(&bytes)
-            .map_err(|e| self.decode_error(operation, crate::config::json_error_detail(&e).0))?;
+            .map_err(|e| self.decode_error(operation, json_error_detail(&e).0))?;
         tracing::debug!(
             trigger_ref,
             page,
@@ -559,7 +563,7 @@ impl ApiClient {
             .await
             .map_err(|e| self.transport_error(OP, e))?;
         let issued: DataEnvelope<IssuedToken> = serde_json::from_slice(&bytes)
-            .map_err(|e| self.decode_error(OP, crate::config::json_error_detail(&e).0))?;
+            .map_err(|e| self.decode_error(OP, json_error_detail(&e).0))?;
         let token = issued.data.token.trim().to_string();
         if token.is_empty() || token.chars().any(|c| c.is_control() || c == ' ') {
             return Err(self.decode_error(OP, "data.token is empty or malformed".into()));
@@ -587,6 +591,39 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// The active rules, from the Attune API's rules listing (`docs/platform.md` §1.3).
+#[derive(Debug, Clone)]
+pub struct ApiRules {
+    api: ApiClient,
+}
+
+impl ApiRules {
+    pub fn new(api: ApiClient) -> Self {
+        Self { api }
+    }
+}
+
+impl RuleSource for ApiRules {
+    fn active_rules<'a>(
+        &'a self,
+        trigger_refs: &'a [String],
+    ) -> BoxFuture<'a, anyhow::Result<Vec<Rule>>> {
+        Box::pin(async move {
+            let mut rules = Vec::new();
+            for trigger_ref in trigger_refs {
+                let listed = self.api.list_active_rules(trigger_ref).await?;
+                rules.extend(listed.into_iter().filter(|r| r.enabled).map(|r| Rule {
+                    id: r.id,
+                    r#ref: r.r#ref,
+                    trigger_ref: Rule::given_trigger_ref(Some(r.trigger_ref)),
+                    trigger_params: r.trigger_params,
+                }));
+            }
+            Ok(rules)
+        })
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
-//! The daemon: startup, the run, and a graceful shutdown.
+//! The daemon layer: settings ([`config`]), and the daemon's startup, run and graceful
+//! shutdown. May use `platform`, `schedule`, `component` and `support`; the binary's
+//! commands (`app`) sit above it.
 //!
 //! Startup ([`Daemon::start`]), in order; any failure is fatal and says why:
 //! 1. log the settings (origins only);
@@ -16,7 +18,14 @@
 //! 7. log `Timer sensor ready` with the number of rules running.
 //!
 //! While it runs, SIGHUP or a change of the component file swaps the component live (see
-//! [`crate::swap`]; the SIGHUP handler is installed first thing in startup).
+//! [`crate::schedule::swap`]; the SIGHUP handler is installed first thing in startup).
+//!
+//! Ownership: the daemon owns every task it starts — the clock (through a
+//! [`ClockGuard`]), the outbox's dispatcher, token renewal and the swap watch (through
+//! [`TaskGuard`]s). A start that fails halfway stops, in reverse order, what it had
+//! started; a start abandoned by a shutdown signal (its future dropped) or a `Daemon`
+//! dropped without [`Daemon::run`] aborts them through the guards. Nothing outlives its
+//! owner.
 //!
 //! The run ([`Daemon::run`]) consumes lifecycle messages until the shutdown future
 //! resolves (SIGTERM or SIGINT in the binary, see [`shutdown_signal`]). Shutdown: stop
@@ -28,71 +37,66 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use futures_util::future::BoxFuture;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::api::{ApiClient, DEFAULT_REQUEST_TIMEOUT};
-use crate::clock::Clock;
-use crate::config::Settings;
-use crate::lifecycle::{self, Listener, ListenerConfig, Session};
-use crate::logging;
-use crate::outbox::Outbox;
-use crate::rules::{RuleSource, RuleTable};
-use crate::runtime::Rule;
-use crate::swap::{self, Source, Triggers, POLL_EVERY};
-use crate::token::{self, TokenHandle};
+pub mod config;
+
+use crate::component::watch::{Triggers, POLL_EVERY};
+use crate::component::{Rule, Source};
+use crate::platform::api::{ApiClient, ApiRules, DEFAULT_REQUEST_TIMEOUT};
+use crate::platform::lifecycle::{self, Listener, ListenerConfig, Session};
+use crate::platform::outbox::Outbox;
+use crate::platform::renewal;
+use crate::platform::token::{self, TokenHandle};
+use crate::schedule::{swap, Clock, ClockGuard, RuleTable};
+use crate::support::blocking::TaskGuard;
+use crate::support::redact::url_for_log;
+use config::{log_settings, Settings};
 
 /// How long shutdown waits for pending events to be delivered.
 pub const FLUSH_WITHIN: Duration = Duration::from_secs(10);
 
-/// The active rules, from the Attune API's rules listing (contract §1.3(d)).
-#[derive(Debug, Clone)]
-pub struct ApiRules {
-    api: ApiClient,
+/// Token renewal: its task, and the switch that stops it.
+struct Renewal {
+    task: TaskGuard,
+    /// Setting it (or dropping it) ends the loop.
+    stop: watch::Sender<bool>,
 }
 
-impl ApiRules {
-    pub fn new(api: ApiClient) -> Self {
-        Self { api }
+impl Renewal {
+    fn start(api: ApiClient) -> Self {
+        let (stop, mut stop_rx) = watch::channel(false);
+        let task = renewal::spawn_renewal(api, async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        });
+        Self {
+            task: TaskGuard::new(task),
+            stop,
+        }
     }
-}
 
-impl RuleSource for ApiRules {
-    fn active_rules<'a>(
-        &'a self,
-        trigger_refs: &'a [String],
-    ) -> BoxFuture<'a, anyhow::Result<Vec<Rule>>> {
-        Box::pin(async move {
-            let mut rules = Vec::new();
-            for trigger_ref in trigger_refs {
-                let listed = self.api.list_active_rules(trigger_ref).await?;
-                rules.extend(listed.into_iter().filter(|r| r.enabled).map(|r| Rule {
-                    id: r.id,
-                    r#ref: r.r#ref,
-                    trigger_ref: Some(r.trigger_ref).filter(|t| !t.is_empty()),
-                    trigger_params: r.trigger_params,
-                }));
-            }
-            Ok(rules)
-        })
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.task.join().await {
+            warn!("The token renewal task failed: {e}");
+        }
     }
 }
 
 /// A started daemon: connected, rules loaded and running.
 pub struct Daemon {
     clock: Clock,
+    /// Stops the clock if the daemon is dropped without [`Daemon::run`].
+    _clock_guard: ClockGuard,
     table: RuleTable,
-    /// Where the component comes from, and what asks to swap it (see [`crate::swap`]).
+    /// Where the component comes from, and what asks to swap it (see [`swap`]).
     swap_source: Source,
     swap_triggers: Triggers,
     listener: Listener,
     session: Session,
     outbox: Outbox,
-    renewal: JoinHandle<()>,
-    /// Dropping or setting it stops token renewal.
-    renewal_stop: watch::Sender<bool>,
+    renewal: Renewal,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -105,9 +109,10 @@ impl std::fmt::Debug for Daemon {
 
 impl Daemon {
     /// Runs the startup sequence (see the module docs). Returns once the initial snapshot is
-    /// applied and lifecycle messages are being received.
+    /// applied and lifecycle messages are being received. On an error, everything started
+    /// so far has been stopped.
     pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
-        logging::log_settings(&settings);
+        log_settings(&settings);
         let triggers = Triggers::install(settings.timer_component.clone(), POLL_EVERY);
         let token = TokenHandle::new(settings.api_token.clone());
         let api = ApiClient::new(&settings.api_url, token.clone(), DEFAULT_REQUEST_TIMEOUT)
@@ -124,34 +129,53 @@ impl Daemon {
             limits: settings.limits.clone(),
             cache: settings.compile_cache(),
         };
-        let loading = source.clone();
-        let runtime = crate::clock::spawn_blocking_traced(move || loading.load())
-            .await
-            .context("loading the timer component panicked")??;
+        let runtime = source.load_in_background().await?;
         let component = runtime.info().clone();
-        info!(
-            component = %component.name,
-            component_version = %component.version,
-            wit_version = %component.wit_version,
-            content_hash = %component.content_hash,
-            trigger_refs = ?component.trigger_refs,
-            "Timer component loaded"
-        );
 
         let scope = token::trigger_scope(&token.current(), &component.trigger_refs)?;
         info!(trigger_refs = ?scope, "Trigger refs in scope: {}", scope.join(", "));
-        let (renewal_stop, mut stop_rx) = watch::channel(false);
-        let renewal = token::spawn_renewal(api.clone(), async move {
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-        });
 
+        // From here on, tasks run: each is owned by `started` until the daemon takes them.
+        let renewal = Renewal::start(api.clone());
         let outbox = Outbox::start(api.clone(), settings.outbox_options());
         let clock = Clock::spawn(
             Arc::new(runtime),
             outbox.sink(),
             settings.sensor_ref.clone(),
         );
+        let started = Started {
+            clock_guard: clock.guard(),
+            clock,
+            outbox,
+            renewal,
+        };
         info!("Timer manager initialized");
+        match Self::connect(&settings, api, scope, &started.clock).await {
+            Ok((table, listener, session)) => Ok(Daemon {
+                clock: started.clock,
+                _clock_guard: started.clock_guard,
+                table,
+                swap_source: source,
+                swap_triggers: triggers,
+                listener,
+                session,
+                outbox: started.outbox,
+                renewal: started.renewal,
+            }),
+            Err(e) => {
+                started.stop().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Steps 5 and 6 of the start: the rule table, the broker, and the first snapshot.
+    async fn connect(
+        settings: &Settings,
+        api: ApiClient,
+        scope: Vec<String>,
+        clock: &Clock,
+    ) -> anyhow::Result<(RuleTable, Listener, Session)> {
         let table = RuleTable::new(clock.clone(), scope);
         if !settings.sensor_triggers.is_empty() {
             let bootstrap: Vec<Rule> = settings
@@ -160,7 +184,7 @@ impl Daemon {
                 .map(|b| Rule {
                     id: b.id,
                     r#ref: String::new(),
-                    trigger_ref: b.trigger_ref.clone().filter(|t| !t.trim().is_empty()),
+                    trigger_ref: Rule::given_trigger_ref(b.trigger_ref.clone()),
                     trigger_params: b.config.clone(),
                 })
                 .collect();
@@ -179,7 +203,7 @@ impl Daemon {
         let session = lifecycle::connect(&config).await.with_context(|| {
             format!(
                 "Failed to connect to RabbitMQ at {}",
-                logging::url_for_log(&settings.mq_url)
+                url_for_log(&settings.mq_url)
             )
         })?;
         let listener = Listener::new(config, table.clone(), Arc::new(ApiRules::new(api)));
@@ -187,8 +211,6 @@ impl Daemon {
 
         if let Err(e) = listener.resync().await {
             session.close(&listener.config().consumer_tag).await;
-            clock.shutdown().await;
-            outbox.shutdown(Duration::ZERO).await;
             return Err(e.context("Failed to load active rules from the Attune API"));
         }
         let running = clock.len();
@@ -196,17 +218,7 @@ impl Daemon {
             rules_running = running,
             "Timer sensor ready: {running} rules running"
         );
-        Ok(Daemon {
-            clock,
-            table,
-            swap_source: source,
-            swap_triggers: triggers,
-            listener,
-            session,
-            outbox,
-            renewal,
-            renewal_stop,
-        })
+        Ok((table, listener, session))
     }
 
     pub fn clock(&self) -> &Clock {
@@ -221,6 +233,7 @@ impl Daemon {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Daemon {
             clock,
+            _clock_guard,
             table,
             swap_source,
             swap_triggers,
@@ -228,9 +241,8 @@ impl Daemon {
             session,
             outbox,
             renewal,
-            renewal_stop,
         } = self;
-        let swap_watch = swap::spawn_watch(table, swap_source, swap_triggers);
+        let swap_watch = TaskGuard::new(swap::spawn_watch(table, swap_source, swap_triggers));
         info!("Starting rule lifecycle listener...");
         listener
             .run(session, async {
@@ -238,7 +250,7 @@ impl Daemon {
                 info!("Shutting down");
             })
             .await;
-        swap_watch.abort();
+        drop(swap_watch);
         clock.shutdown().await;
         let report = outbox.shutdown(FLUSH_WITHIN).await;
         info!(
@@ -248,12 +260,29 @@ impl Daemon {
             elapsed_ms = report.elapsed.as_millis() as u64,
             "Outbox flushed"
         );
-        let _ = renewal_stop.send(true);
-        if let Err(e) = renewal.await {
-            warn!("The token renewal task failed: {e}");
-        }
+        renewal.stop().await;
         info!("Timer sensor has shut down gracefully");
         Ok(())
+    }
+}
+
+/// What a start has set running before the broker and the first snapshot: stopped
+/// gracefully when the rest of the start fails, aborted by its guards when the start's
+/// future is dropped.
+struct Started {
+    clock: Clock,
+    clock_guard: ClockGuard,
+    outbox: Outbox,
+    renewal: Renewal,
+}
+
+impl Started {
+    /// Stops, in reverse order of starting, everything the start had started.
+    async fn stop(self) {
+        self.clock.shutdown().await;
+        self.outbox.shutdown(Duration::ZERO).await;
+        self.renewal.stop().await;
+        drop(self.clock_guard);
     }
 }
 

@@ -6,7 +6,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
-use crate::runtime::{CallError, Fire, Rule, RuleError, Schedule, TimerRuntime};
+use crate::component::{CallError, Fire, Rule, RuleError, Schedule, TimerRuntime};
 
 /// What to check.
 #[derive(Debug, Clone)]

@@ -23,8 +23,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use tracing_subscriber::EnvFilter;
 
-use crate::outbox::OutboxOptions;
-use crate::policy::Limits;
+use crate::component::{CompileCache, Limits};
+use crate::platform::outbox::OutboxOptions;
+use crate::support::redact::{json_error_detail, url_for_log, Detail};
 
 /// The default exchange name (the platform's sensor default; its API publishes to
 /// `attune.events`, which the sensor manager passes in `ATTUNE_MQ_EXCHANGE`).
@@ -154,7 +155,7 @@ pub struct Overrides {
 pub struct Settings {
     /// The API base URL, trailing `/` removed.
     pub api_url: String,
-    /// The sensor token. Never shown by `Debug`; see [`crate::token::TokenHandle`].
+    /// The sensor token. Never shown by `Debug`; see [`crate::platform::token::TokenHandle`].
     pub api_token: String,
     pub sensor_ref: String,
     pub mq_url: String,
@@ -185,10 +186,10 @@ pub struct Settings {
 impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settings")
-            .field("api_url", &crate::logging::url_for_log(&self.api_url))
+            .field("api_url", &url_for_log(&self.api_url))
             .field("api_token", &"<redacted>")
             .field("sensor_ref", &self.sensor_ref)
-            .field("mq_url", &crate::logging::url_for_log(&self.mq_url))
+            .field("mq_url", &url_for_log(&self.mq_url))
             .field("mq_exchange", &self.mq_exchange)
             .field("log_level", &self.log_level)
             .field("log_format", &self.log_format)
@@ -231,39 +232,6 @@ pub enum ConfigError {
     },
     #[error("Failed to initialise logging")]
     LoggingInit(#[source] Detail),
-}
-
-/// The detail behind a [`ConfigError`]: a plain message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Detail(pub String);
-
-impl fmt::Display for Detail {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Detail {}
-
-/// Describes a JSON error without quoting the input (which may hold the token): the kind of
-/// error and where, or serde's "missing field `x`" / "unknown field" messages, which name
-/// only keys.
-pub(crate) fn json_error_detail(e: &serde_json::Error) -> Detail {
-    use serde_json::error::Category;
-    let msg = e.to_string();
-    let keeps_no_value = msg.starts_with("missing field") || msg.starts_with("duplicate field");
-    let text = match e.classify() {
-        Category::Data if keeps_no_value => msg,
-        Category::Data => format!(
-            "a value has the wrong type or form at line {} column {}",
-            e.line(),
-            e.column()
-        ),
-        Category::Syntax => format!("invalid JSON at line {} column {}", e.line(), e.column()),
-        Category::Eof => "the JSON text ends too early".to_string(),
-        Category::Io => "I/O error while reading JSON".to_string(),
-    };
-    Detail(text)
 }
 
 /// The settings before validation, from either source.
@@ -429,10 +397,10 @@ impl Settings {
     }
 
     /// The compiled-component cache these settings ask for.
-    pub fn compile_cache(&self) -> crate::runtime::CompileCache {
+    pub fn compile_cache(&self) -> CompileCache {
         match &self.cache_dir {
-            Some(dir) => crate::runtime::CompileCache::in_dir(dir),
-            None => crate::runtime::CompileCache::disabled(),
+            Some(dir) => CompileCache::in_dir(dir),
+            None => CompileCache::disabled(),
         }
     }
 
@@ -521,11 +489,7 @@ fn build(
     };
     let limits = parse_limits(&raw)?;
     let (outbox_capacity, outbox_concurrency) = parse_outbox(&raw)?;
-    let cache_dir = match raw.cache_dir.as_deref().map(str::trim) {
-        Some(dir) if CACHE_OFF.contains(&dir.to_ascii_lowercase().as_str()) => None,
-        Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
-        _ => default_cache_dir(env),
-    };
+    let cache_dir = cache_dir(raw.cache_dir.as_deref(), env);
 
     Ok(Settings {
         api_url,
@@ -555,13 +519,26 @@ fn parse_sensor_triggers(value: Value) -> Result<Vec<BootstrapRule>, ConfigError
     }
 }
 
-/// The same place as [`crate::runtime::CompileCache::default_location`], read through
-/// `env`.
-fn default_cache_dir(env: &dyn Env) -> Option<PathBuf> {
-    non_blank(env.var("XDG_CACHE_HOME"))
-        .map(PathBuf::from)
-        .or_else(|| non_blank(env.var("HOME")).map(|h| PathBuf::from(h).join(".cache")))
-        .map(|base| base.join("attune-timer-sensor"))
+/// The compiled-component cache directory that `ATTUNE_TIMER_CACHE_DIR` asks for: `off`,
+/// `none` or `disabled` turn caching off; blank or unset means the default place
+/// ([`CompileCache::default_location`], read through `env`).
+fn cache_dir(setting: Option<&str>, env: &dyn Env) -> Option<PathBuf> {
+    match setting.map(str::trim) {
+        Some(dir) if CACHE_OFF.contains(&dir.to_ascii_lowercase().as_str()) => None,
+        Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
+        _ => CompileCache::default_location_from(|key| env.var(key))
+            .dir()
+            .map(PathBuf::from),
+    }
+}
+
+/// The compile cache `ATTUNE_TIMER_CACHE_DIR` in `env` asks for: what the commands that
+/// take no other settings (`check`, local mode) use, so the variable means the same there.
+pub fn compile_cache_from(env: &dyn Env) -> CompileCache {
+    match cache_dir(env.var("ATTUNE_TIMER_CACHE_DIR").as_deref(), env) {
+        Some(dir) => CompileCache::in_dir(dir),
+        None => CompileCache::disabled(),
+    }
 }
 
 fn parse_bounded(
@@ -640,6 +617,27 @@ fn parse_outbox(raw: &Raw) -> Result<(usize, usize), ConfigError> {
         None => defaults.concurrency,
     };
     Ok((capacity, concurrency))
+}
+
+/// Logs the loaded settings (`docs/platform.md` §1.2, step 2), with the URLs reduced to origins.
+pub fn log_settings(settings: &Settings) {
+    tracing::info!(
+        config_source = settings.source.as_str(),
+        log_level = %settings.log_level,
+        log_format = settings.log_format.as_str(),
+        outbox_capacity = settings.outbox_capacity,
+        outbox_concurrency = settings.outbox_concurrency,
+        "Configuration loaded"
+    );
+    tracing::info!(
+        sensor_ref = %settings.sensor_ref,
+        api_url = %url_for_log(&settings.api_url),
+        mq_url = %url_for_log(&settings.mq_url),
+        mq_exchange = %settings.mq_exchange,
+        "Configuration loaded successfully: sensor_ref={}, api_url={}",
+        settings.sensor_ref,
+        url_for_log(&settings.api_url)
+    );
 }
 
 #[cfg(test)]

@@ -62,7 +62,10 @@
 //! stay as they are, and fires the old component built ahead are dropped, so the fire
 //! already scheduled is the new component's first (it builds the payload and names the
 //! next fire). The checks that come before are in
-//! [`crate::swap`].
+//! [`crate::schedule::swap`].
+
+mod anchor;
+mod wait;
 
 use std::collections::VecDeque;
 use std::collections::{BTreeMap, HashMap};
@@ -77,11 +80,14 @@ use tokio::time::Instant;
 use tracing::instrument::WithSubscriber;
 use tracing::{debug, error, info, warn};
 
-use crate::event::{Event, EventSink, Payload};
-use crate::runtime::{CallError, Fire, Schedule, TimerKind, TimerRuntime};
+use super::event::{Event, EventSink, Payload};
+use anchor::Anchor;
+use wait::PreciseWait;
 
-/// Work items per blocking thread before a batch is spread over more threads.
-const PER_THREAD: usize = 64;
+use crate::component::fault::{catch_host_panic, retry_after_fault};
+use crate::component::{CallError, Fire, Schedule, TimerKind, TimerRuntime};
+use crate::support::blocking::{map_blocking, spawn_blocking_traced};
+
 /// At most this many late fires are computed in one pass, so a huge backlog is worked off
 /// in slices and new deadlines are looked at in between.
 const MAX_BATCH: usize = 4096;
@@ -102,8 +108,6 @@ pub const ON_TIME: Duration = Duration::from_millis(5);
 const RELEASE_CHUNK: usize = 256;
 /// Time allowed for collecting and handing over one chunk (it takes tens of microseconds).
 const HAND_OVER: Duration = Duration::from_micros(100);
-/// tokio's timer wakes on whole milliseconds; the clock sleeps the last one more precisely.
-const TOKIO_TIMER_TICK: Duration = Duration::from_millis(1);
 
 /// The scheduler. Cheap to clone: every clone drives the same timers.
 #[derive(Clone)]
@@ -211,44 +215,6 @@ impl Timer {
             deadline: self.deadline,
             execution_count: self.execution_count + 1,
             fired_at: None,
-        }
-    }
-}
-
-/// The link between UTC instants and the monotonic clock, fixed when the clock starts.
-#[derive(Debug, Clone, Copy)]
-struct Anchor {
-    utc: DateTime<Utc>,
-    instant: Instant,
-}
-
-impl Anchor {
-    fn now(&self) -> DateTime<Utc> {
-        self.utc_at(Instant::now())
-    }
-
-    fn utc_at(&self, instant: Instant) -> DateTime<Utc> {
-        let elapsed = instant.saturating_duration_since(self.instant);
-        chrono::Duration::from_std(elapsed)
-            .ok()
-            .and_then(|d| self.utc.checked_add_signed(d))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC)
-    }
-
-    fn instant_at(&self, at: DateTime<Utc>) -> Instant {
-        let offset = at.signed_duration_since(self.utc);
-        match offset.to_std() {
-            Ok(ahead) => self
-                .instant
-                .checked_add(ahead)
-                // Centuries ahead: beyond any real wait. The task re-checks when it wakes.
-                .unwrap_or_else(|| {
-                    self.instant + std::time::Duration::from_secs(100 * 365 * 86_400)
-                }),
-            Err(_) => {
-                let behind = (-offset).to_std().unwrap_or_default();
-                self.instant.checked_sub(behind).unwrap_or(self.instant)
-            }
         }
     }
 }
@@ -590,12 +556,45 @@ impl Clock {
         }
     }
 
+    /// Stops the clock at once, without waiting for its task: what [`ClockGuard`] does when
+    /// the clock's owner goes away without a [`shutdown`](Self::shutdown).
+    pub fn abort(&self) {
+        {
+            let mut state = self.lock();
+            state.stopped = true;
+            state.timers.clear();
+            state.queue.clear();
+            state.builds.clear();
+            self.publish_len(&state);
+        }
+        if let Some(task) = self.shared.task.lock().expect("clock task lock").take() {
+            task.abort();
+        }
+    }
+
+    /// A guard that stops this clock when dropped.
+    pub fn guard(&self) -> ClockGuard {
+        ClockGuard(self.clone())
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.shared.state.lock().expect("clock state lock")
     }
 
     fn publish_len(&self, state: &State) {
         self.shared.publish_len(state);
+    }
+}
+
+/// Stops its clock when dropped: the owner of a clock holds one, so the clock's task never
+/// outlives it, whatever path the owner leaves by. A graceful [`Clock::shutdown`] first is
+/// fine (stopping twice changes nothing).
+#[derive(Debug)]
+pub struct ClockGuard(Clock);
+
+impl Drop for ClockGuard {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -637,8 +636,7 @@ impl Shared {
     /// [`compute`](Self::compute), with a host panic turned into an error for that rule
     /// (so a batch never loses its other fires).
     fn compute_guarded(&self, runtime: &TimerRuntime, job: &Job) -> Result<Fired, CallError> {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.compute(runtime, job)))
-            .unwrap_or_else(|panic| Err(host_panic(panic)))
+        catch_host_panic(|| self.compute(runtime, job)).and_then(|fired| fired)
     }
 
     /// Computes one fire: the next tick first (so the payload can name it), then the payload.
@@ -692,84 +690,13 @@ fn with_retry<T>(
     func: &str,
     call: impl Fn() -> Result<T, CallError>,
 ) -> Result<T, CallError> {
-    match call() {
-        Err(e) if e.as_rule_error().is_none() => {
-            warn!(
-                rule_id,
-                error = %e,
-                "Component call `{func}` failed for rule {rule_id}; retrying once on a fresh instance"
-            );
-            call()
-        }
-        result => result,
-    }
-}
-
-/// Runs `f` on every item on blocking threads, spread over up to the machine's parallelism
-/// when there are many; results come back in order.
-///
-/// Component calls must never run on an async worker thread: the WASI a component is linked
-/// with is wasmtime-wasi's synchronous one, which calls `Handle::block_on` — a panic on an
-/// async worker — whenever a component uses it (e.g. to print its own panic message).
-pub(crate) async fn map_blocking<T, R, F>(items: Vec<T>, f: F) -> Vec<R>
-where
-    T: Send + 'static,
-    R: Send + 'static,
-    F: Fn(T) -> R + Send + Sync + 'static,
-{
-    if items.is_empty() {
-        return Vec::new();
-    }
-    // Read once: it reads cgroup files, and the clock asks several times a second.
-    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let cpus = *CPUS.get_or_init(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-    });
-    let threads = cpus.min(items.len().div_ceil(PER_THREAD));
-    let chunk = items.len().div_ceil(threads);
-    let f = Arc::new(f);
-    let mut items = items;
-    let mut handles = Vec::with_capacity(threads);
-    while !items.is_empty() {
-        let rest = items.split_off(chunk.min(items.len()));
-        let mine = std::mem::replace(&mut items, rest);
-        let f = f.clone();
-        handles.push(spawn_blocking_traced(move || {
-            mine.into_iter().map(|item| f(item)).collect::<Vec<_>>()
-        }));
-    }
-    let mut all = Vec::new();
-    for handle in handles {
-        match handle.await {
-            Ok(part) => all.extend(part),
-            // `f` guards against panics; only a cancelled runtime gets here.
-            Err(e) => error!("A blocking worker failed: {e}"),
-        }
-    }
-    all
-}
-
-/// A host panic while calling the component, as a call error.
-pub(crate) fn host_panic(panic: Box<dyn std::any::Any + Send>) -> CallError {
-    let detail = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_string());
-    CallError::Trap {
-        func: "host",
-        detail: format!("the host panicked during the call: {detail}"),
-    }
-}
-
-/// `spawn_blocking` that keeps the caller's tracing subscriber.
-pub(crate) fn spawn_blocking_traced<R: Send + 'static>(
-    f: impl FnOnce() -> R + Send + 'static,
-) -> JoinHandle<R> {
-    let dispatch = tracing::dispatcher::get_default(|d| d.clone());
-    tokio::task::spawn_blocking(move || tracing::dispatcher::with_default(&dispatch, f))
+    retry_after_fault(call, |e| {
+        warn!(
+            rule_id,
+            error = %e,
+            "Component call `{func}` failed for rule {rule_id}; retrying once on a fresh instance"
+        )
+    })
 }
 
 /// What one pass of the clock task found to do, besides releasing fires.
@@ -1175,63 +1102,5 @@ fn log_failed(failed: Vec<(Job, CallError)>) {
             "Timer for rule {} stopped: the timer component failed twice in a row",
             job.rule_id
         );
-    }
-}
-
-/// Sleeps until a deadline more precisely than tokio's timer, which rounds every wait up
-/// to its next millisecond tick: it sleeps on tokio until just before, then the rest on a
-/// blocking thread (the OS sleeps to tens of microseconds).
-#[derive(Default)]
-struct PreciseWait {
-    /// Set once a blocking sleep left tokio's clock where it was: the clock is paused (a
-    /// test), and only tokio's own sleep can move it.
-    paused: bool,
-}
-
-impl PreciseWait {
-    async fn until(&mut self, deadline: Instant) {
-        if !self.paused {
-            if let Some(early) = deadline.checked_sub(TOKIO_TIMER_TICK) {
-                if Instant::now() < early {
-                    tokio::time::sleep_until(early).await;
-                }
-            }
-            let before = Instant::now();
-            if let Some(rest) = deadline
-                .checked_duration_since(before)
-                .filter(|d| !d.is_zero())
-            {
-                let _ = spawn_blocking_traced(move || std::thread::sleep(rest)).await;
-                self.paused = Instant::now() == before;
-            }
-        }
-        if Instant::now() < deadline {
-            tokio::time::sleep_until(deadline).await;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn anchor_maps_both_ways() {
-        let utc = DateTime::parse_from_rfc3339("2026-03-26T12:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let anchor = Anchor {
-            utc,
-            instant: Instant::now(),
-        };
-        let later = utc + chrono::Duration::milliseconds(2500);
-        let at = anchor.instant_at(later);
-        assert_eq!(at - anchor.instant, std::time::Duration::from_millis(2500));
-        assert_eq!(anchor.utc_at(at), later);
-        tokio::time::advance(std::time::Duration::from_secs(3)).await;
-        assert_eq!(anchor.now(), utc + chrono::Duration::seconds(3));
-        // The past maps to the past (never panics).
-        let past = anchor.instant_at(utc - chrono::Duration::seconds(1));
-        assert!(past <= anchor.instant);
     }
 }

@@ -25,11 +25,11 @@
 //! The process exits when it is signalled (SIGINT/SIGTERM) or when no timer is left to run
 //! (e.g. a file of one-shots that have all fired).
 //!
-//! The component is swapped live (see [`crate::swap`]) on SIGHUP, and when the component
+//! The component is swapped live (see [`crate::schedule::swap`]) on SIGHUP, and when the component
 //! file changes.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{mpsc, Arc, Mutex};
 
 use anyhow::Context;
@@ -38,12 +38,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use tracing::{error, info};
 
-use crate::clock::Clock;
-use crate::event::{Event, EventSink};
-use crate::policy::Limits;
-use crate::rules::RuleTable;
-use crate::runtime::{CompileCache, Rule, TimerRuntime};
-use crate::swap::{Source, Triggers, POLL_EVERY};
+use crate::component::watch::{Triggers, POLL_EVERY};
+use crate::component::{CompileCache, Limits, Rule, Source};
+use crate::schedule::{swap, Clock, Event, EventSink, RuleTable};
+use crate::support::blocking::TaskGuard;
 
 /// What local mode runs.
 #[derive(Debug, Clone)]
@@ -107,7 +105,7 @@ fn resolve_rules(parsed: Vec<FileRule>, now: DateTime<Utc>) -> anyhow::Result<Ve
         rules.push(Rule {
             id: r.id,
             r#ref: r.rule_ref,
-            trigger_ref: r.trigger_ref.filter(|t| !t.trim().is_empty()),
+            trigger_ref: Rule::given_trigger_ref(r.trigger_ref),
             trigger_params: params,
         });
     }
@@ -189,23 +187,6 @@ impl EventSink for LineSink {
     }
 }
 
-/// Loads the component (embedded unless a path is given).
-pub fn load_runtime(
-    component: Option<&Path>,
-    limits: Limits,
-    cache: CompileCache,
-) -> anyhow::Result<TimerRuntime> {
-    let builder = TimerRuntime::builder().limits(limits).cache(cache);
-    match component {
-        Some(path) => builder
-            .file(path)
-            .with_context(|| format!("cannot load the timer component {}", path.display())),
-        None => builder
-            .embedded()
-            .context("cannot load the built-in timer component"),
-    }
-}
-
 /// Runs local mode until `shutdown` resolves or no timer is left. Events go to `sink`.
 pub async fn run(
     options: LocalOptions,
@@ -234,19 +215,11 @@ pub async fn run(
         limits,
         cache,
     };
-    let loading = source.clone();
-    let runtime = crate::clock::spawn_blocking_traced(move || loading.load())
-        .await
-        .context("loading the timer component panicked")??;
+    let runtime = source.load_in_background().await?;
     let info = runtime.info().clone();
-    info!(
-        component = %info.name,
-        component_version = %info.version,
-        content_hash = %info.content_hash,
-        trigger_refs = ?info.trigger_refs,
-        "Timer component loaded"
-    );
     let clock = Clock::spawn(Arc::new(runtime), sink, sensor_ref);
+    // Whatever way this function is left (an error, or its future dropped), the clock stops.
+    let _clock_guard = clock.guard();
     // Relative times count from now that the clock runs, not from when the file was read.
     let rules = match resolve_rules(parsed, clock.now()) {
         Ok(rules) => rules,
@@ -268,7 +241,7 @@ pub async fn run(
         clock.shutdown().await;
         anyhow::bail!("none of the {total} rules is running (see the errors above)");
     }
-    let watch = crate::swap::spawn_watch(table.clone(), source, triggers);
+    let watch = TaskGuard::new(swap::spawn_watch(table.clone(), source, triggers));
     let mut running = clock.watch_running();
     let idle = async move {
         // Ends when no timer is left (or the clock is gone).
@@ -278,7 +251,7 @@ pub async fn run(
         _ = shutdown => info!("Shutting down"),
         _ = idle => info!("No timer left to run"),
     }
-    watch.abort();
+    drop(watch);
     clock.shutdown().await;
     Ok(())
 }

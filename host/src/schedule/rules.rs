@@ -21,8 +21,10 @@ use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use tracing::{debug, error, info, warn};
 
-use crate::clock::{host_panic, map_blocking, Clock};
-use crate::runtime::{CallError, Rule, RuleError, TimerRuntime};
+use super::clock::Clock;
+use crate::component::fault::catch_host_panic;
+use crate::component::{CallError, Rule, RuleError, TimerRuntime};
+use crate::support::blocking::map_blocking;
 
 /// Where the authoritative list of active rules comes from (the Attune API's rules listing
 /// in the daemon). Used for snapshots after every (re)connect and to re-fetch one rule.
@@ -335,7 +337,7 @@ pub struct SwapLock<'a> {
 }
 
 impl RuleTable {
-    /// Locks the table for a component swap (see [`crate::swap`]).
+    /// Locks the table for a component swap (see [`crate::schedule::swap`]).
     pub async fn lock_for_swap(&self) -> SwapLock<'_> {
         SwapLock {
             state: self.inner.state.lock().await,
@@ -389,14 +391,11 @@ impl Ctx {
     /// [`apply`](Self::apply), with a host panic turned into a fault of that rule.
     fn apply_guarded(&self, item: (Rule, Option<Identity>, bool)) -> (Rule, Outcome, Applied) {
         let rule = item.0.clone();
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply(item))).unwrap_or_else(
-            |panic| {
-                let fault = host_panic(panic);
-                self.stop_old(rule.id);
-                error!(rule_id = rule.id, error = %fault, "Cannot start the timer for rule {}: {fault}", rule.id);
-                (rule, Outcome::Faulted, Applied::Faulted(fault))
-            },
-        )
+        catch_host_panic(|| self.apply(item)).unwrap_or_else(|fault| {
+            self.stop_old(rule.id);
+            error!(rule_id = rule.id, error = %fault, "Cannot start the timer for rule {}: {fault}", rule.id);
+            (rule, Outcome::Faulted, Applied::Faulted(fault))
+        })
     }
 
     fn out_of_scope(&self, rule: Rule, trigger_ref: String) -> (Rule, Outcome, Applied) {

@@ -20,26 +20,22 @@
 //! each timer's `started_at` (an interval's phase) and `execution_count`. The fire already
 //! scheduled is built by the new component, which also names the fires after it.
 //!
-//! Triggers ([`Triggers`]): SIGHUP (the handler is installed when `Triggers` is made, so a
-//! SIGHUP during startup does not kill the process), and the component file's modification
-//! time and size, polled every [`POLL_EVERY`]; a change is acted on once the file has stayed
-//! the same for one poll (a copy in progress is not loaded half-written).
+//! What asks for a swap (SIGHUP, a changed component file) is
+//! [`crate::component::watch::Triggers`]; [`spawn_watch`] acts on it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
-use tracing::{debug, error, info, warn};
+use tracing::{error, info};
 
-use crate::clock::{host_panic, map_blocking, spawn_blocking_traced, ReplaceError};
-use crate::policy::Limits;
-use crate::rules::RuleTable;
-use crate::runtime::{CallError, CompileCache, ComponentInfo, Rule, Schedule, TimerRuntime};
+use super::clock::ReplaceError;
+use super::rules::RuleTable;
+use crate::component::fault::{catch_host_panic, retry_after_fault};
+use crate::component::watch::Triggers;
+use crate::component::{CallError, ComponentInfo, Rule, Schedule, Source, TimerRuntime};
+use crate::support::blocking::{map_blocking, spawn_blocking_traced};
 
-/// How often the component file is looked at.
-pub const POLL_EVERY: Duration = Duration::from_secs(2);
 /// At most this many rule ids are listed in a rejection's log line.
 const MAX_LISTED: usize = 20;
 
@@ -219,10 +215,8 @@ where
     let checking = new.clone();
     let checked = map_blocking(items, move |(rule, timer)| {
         let id = rule.id;
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            check_rule(&checking, &rule, &timer, now)
-        }))
-        .unwrap_or_else(|panic| Err((Check::Validate, host_panic(panic).to_string())));
+        let result = catch_host_panic(|| check_rule(&checking, &rule, &timer, now))
+            .unwrap_or_else(|fault| Err((Check::Validate, fault.to_string())));
         (id, timer.generation, result)
     })
     .await;
@@ -320,10 +314,11 @@ fn check_rule(
             format!("the new component does not handle {trigger_ref} (it handles {handled:?})"),
         ));
     }
-    let schedule = retry_once(|| runtime.validate(rule, now)).map_err(|e| match e {
-        CallError::Rule(refusal) => (Check::Validate, format!("params refused: {refusal}")),
-        fault => (Check::Validate, format!("the component failed: {fault}")),
-    })?;
+    let schedule =
+        retry_after_fault(|| runtime.validate(rule, now), |_| {}).map_err(|e| match e {
+            CallError::Rule(refusal) => (Check::Validate, format!("params refused: {refusal}")),
+            fault => (Check::Validate, format!("the component failed: {fault}")),
+        })?;
     if schedule.trigger_ref != timer.trigger_ref {
         return Err((
             Check::TriggerRef,
@@ -333,18 +328,12 @@ fn check_rule(
             ),
         ));
     }
-    retry_once(|| runtime.next_fire(&schedule, timer.started_at, now))
-        .map_err(|e| (Check::NextFire, e.to_string()))?;
+    retry_after_fault(
+        || runtime.next_fire(&schedule, timer.started_at, now),
+        |_| {},
+    )
+    .map_err(|e| (Check::NextFire, e.to_string()))?;
     Ok(schedule)
-}
-
-/// A call, tried once more on a fault (not on a refusal of the params): the runtime drops
-/// a failed instance, so the retry runs on a fresh one, as the clock's calls do.
-fn retry_once<T>(call: impl Fn() -> Result<T, CallError>) -> Result<T, CallError> {
-    match call() {
-        Err(e) if e.as_rule_error().is_none() => call(),
-        result => result,
-    }
 }
 
 fn rejected(rejection: Rejection) -> SwapOutcome {
@@ -376,133 +365,6 @@ fn list_ids(ids: &[i64]) -> String {
         text.push_str(&format!(" and {} more", ids.len() - MAX_LISTED));
     }
     text
-}
-
-/// Where new components come from: the component file (or the embedded component) with
-/// the limits and compile cache the sensor was started with.
-#[derive(Debug, Clone)]
-pub struct Source {
-    pub component: Option<PathBuf>,
-    pub limits: Limits,
-    pub cache: CompileCache,
-}
-
-impl Source {
-    /// Loads the component (blocking: compiles it).
-    pub fn load(&self) -> anyhow::Result<TimerRuntime> {
-        crate::local::load_runtime(
-            self.component.as_deref(),
-            self.limits.clone(),
-            self.cache.clone(),
-        )
-    }
-}
-
-/// Why a swap was asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    Sighup,
-    FileChanged,
-}
-
-/// The file's identity as far as the watch is concerned; `None` when it cannot be read.
-type Stamp = Option<(SystemTime, u64)>;
-
-fn stamp(path: &std::path::Path) -> Stamp {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
-}
-
-#[cfg(unix)]
-type Sighup = tokio::signal::unix::Signal;
-#[cfg(not(unix))]
-type Sighup = ();
-
-/// What asks for a swap: SIGHUP, and changes to the component file.
-pub struct Triggers {
-    sighup: Option<Sighup>,
-    file: Option<PathBuf>,
-    poll: Duration,
-    /// The file as last loaded (or tried).
-    loaded: Stamp,
-    /// The file at the previous poll.
-    seen: Stamp,
-}
-
-impl Triggers {
-    /// Installs the SIGHUP handler and notes the component file's state now. Call it
-    /// early (before loading the component): a change from here on is noticed, and a
-    /// SIGHUP no longer kills the process. Needs a tokio runtime.
-    pub fn install(file: Option<PathBuf>, poll: Duration) -> Self {
-        #[cfg(not(unix))]
-        let sighup = None;
-        #[cfg(unix)]
-        let sighup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(signal) => Some(signal),
-            Err(e) => {
-                warn!("Cannot install the SIGHUP handler ({e}); the component is swapped only when its file changes");
-                None
-            }
-        };
-        let now = file.as_deref().map(stamp).unwrap_or(None);
-        Self {
-            sighup,
-            file,
-            poll,
-            loaded: now,
-            seen: now,
-        }
-    }
-
-    /// The next reason to swap.
-    pub async fn next(&mut self) -> Trigger {
-        let mut ticks =
-            tokio::time::interval_at(tokio::time::Instant::now() + self.poll, self.poll);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = recv_sighup(&mut self.sighup) => {
-                    info!("SIGHUP received: reloading the timer component");
-                    if let Some(path) = &self.file {
-                        self.loaded = stamp(path);
-                        self.seen = self.loaded;
-                    }
-                    return Trigger::Sighup;
-                }
-                _ = ticks.tick(), if self.file.is_some() => {
-                    let path = self.file.as_deref().expect("watched file");
-                    let now = stamp(path);
-                    let stable = now == self.seen;
-                    self.seen = now;
-                    if now != self.loaded && stable {
-                        self.loaded = now;
-                        info!(path = %path.display(), "The timer component file changed: reloading it");
-                        return Trigger::FileChanged;
-                    }
-                    if now != self.loaded {
-                        debug!(path = %path.display(), "The timer component file is changing; waiting for it to settle");
-                    }
-                }
-            }
-        }
-    }
-}
-
-#[cfg(unix)]
-async fn recv_sighup(sighup: &mut Option<Sighup>) {
-    match sighup.as_mut() {
-        Some(signal) => {
-            if signal.recv().await.is_none() {
-                std::future::pending::<()>().await;
-            }
-        }
-        None => std::future::pending().await,
-    }
-}
-
-#[cfg(not(unix))]
-async fn recv_sighup(_sighup: &mut Option<Sighup>) {
-    std::future::pending().await
 }
 
 /// Swaps the component whenever `triggers` asks, until the task is aborted.

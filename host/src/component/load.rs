@@ -10,8 +10,8 @@ use wasmtime::component::Component;
 use wasmtime::Engine;
 
 use super::bindings::{TimerComponentPre, TIMER_INTERFACE, WIT_PACKAGE_VERSION};
+use super::sandbox::{self, SandboxCtx};
 use super::types::LoadError;
-use crate::sandbox::{self, SandboxCtx};
 
 /// A compiled, checked and linked component, ready to instantiate.
 pub(crate) struct Loaded {
@@ -43,14 +43,16 @@ impl CompileCache {
     /// The default place: `$XDG_CACHE_HOME/attune-timer-sensor`, else
     /// `$HOME/.cache/attune-timer-sensor`, else no caching.
     pub fn default_location() -> Self {
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .filter(|v| !v.is_empty())
+        Self::default_location_from(|key| std::env::var(key).ok())
+    }
+
+    /// [`default_location`](Self::default_location), with the environment read through
+    /// `var` (the settings read theirs through their own source).
+    pub fn default_location_from(var: impl Fn(&str) -> Option<String>) -> Self {
+        let set = |key: &str| var(key).filter(|v| !v.trim().is_empty());
+        let base = set("XDG_CACHE_HOME")
             .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME")
-                    .filter(|v| !v.is_empty())
-                    .map(|h| PathBuf::from(h).join(".cache"))
-            });
+            .or_else(|| set("HOME").map(|h| PathBuf::from(h).join(".cache")));
         Self {
             dir: base.map(|b| b.join("attune-timer-sensor")),
         }

@@ -30,9 +30,10 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use crate::logging::url_for_log;
-use crate::rules::{RuleSource, RuleTable, SnapshotReport};
-use crate::runtime::Rule;
+use crate::component::Rule;
+use crate::schedule::{RuleSource, RuleTable, SnapshotReport};
+use crate::support::backoff::{Backoff, BackoffPolicy};
+use crate::support::redact::url_for_log;
 
 /// How long connecting and setting up the topology may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -59,7 +60,7 @@ pub struct ListenerConfig {
     pub consumer_tag: String,
     /// Unacked deliveries the broker may push at once.
     pub prefetch: u16,
-    pub backoff: BackoffPolicy,
+    pub reconnect: ReconnectPolicy,
 }
 
 impl ListenerConfig {
@@ -76,58 +77,39 @@ impl ListenerConfig {
             ),
             consumer_tag: "sensor-timer-consumer".to_string(),
             prefetch: 32,
-            backoff: BackoffPolicy::default(),
+            reconnect: ReconnectPolicy::default(),
         }
     }
 }
 
-/// Reconnect delays.
+/// Reconnect delays: 1 s doubling to 30 s (no jitter: one sensor, one broker), and a
+/// session that lasted `healthy_after` (30 s) starts them over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BackoffPolicy {
-    pub initial: Duration,
-    pub max: Duration,
-    /// A session that lasted at least this long resets the delay to `initial`.
+pub struct ReconnectPolicy {
+    pub backoff: BackoffPolicy,
+    /// A session that lasted at least this long resets the delay.
     pub healthy_after: Duration,
 }
 
-impl Default for BackoffPolicy {
+impl Default for ReconnectPolicy {
     fn default() -> Self {
         Self {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(30),
+            backoff: BackoffPolicy {
+                initial: Duration::from_secs(1),
+                max: Duration::from_secs(30),
+                jitter: false,
+            },
             healthy_after: Duration::from_secs(30),
         }
     }
 }
 
-/// Reconnect backoff: `initial`, doubling per failure up to `max`; reset by a healthy
-/// session.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    policy: BackoffPolicy,
-    current: Duration,
-}
-
-impl Backoff {
-    pub fn new(policy: BackoffPolicy) -> Self {
-        Self {
-            policy,
-            current: policy.initial,
-        }
-    }
-
+impl ReconnectPolicy {
     /// A session ended after `lasted`: a healthy one resets the delay.
-    pub fn session_ended(&mut self, lasted: Duration) {
-        if lasted >= self.policy.healthy_after {
-            self.current = self.policy.initial;
+    fn session_ended(&self, backoff: &mut Backoff, lasted: Duration) {
+        if lasted >= self.healthy_after {
+            backoff.reset();
         }
-    }
-
-    /// The delay before the next attempt; the one after it doubles.
-    pub fn next_delay(&mut self) -> Duration {
-        let delay = self.current;
-        self.current = (self.current * 2).min(self.policy.max);
-        delay
     }
 }
 
@@ -434,7 +416,7 @@ impl Listener {
     /// connection on shutdown.
     pub async fn run(self, session: Session, shutdown: impl Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown);
-        let mut backoff = Backoff::new(self.config.backoff);
+        let mut backoff = Backoff::new(self.config.reconnect.backoff);
         let mut session = Some(session);
         loop {
             let current = match session.take() {
@@ -453,7 +435,9 @@ impl Listener {
                     return;
                 }
                 SessionEnd::Lost(why) => {
-                    backoff.session_ended(started.elapsed());
+                    self.config
+                        .reconnect
+                        .session_ended(&mut backoff, started.elapsed());
                     warn!("Lost the RabbitMQ session: {why}; reconnecting");
                     // Usually the connection is gone already; if only the channel or the
                     // consumer is, this closes what is left.
@@ -703,16 +687,17 @@ mod tests {
 
     #[test]
     fn backoff_doubles_caps_and_resets() {
-        let mut b = Backoff::new(BackoffPolicy::default());
+        let policy = ReconnectPolicy::default();
+        let mut b = Backoff::new(policy.backoff);
         let delays: Vec<u64> = (0..7).map(|_| b.next_delay().as_secs()).collect();
         assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
-        b.session_ended(Duration::from_secs(5));
+        policy.session_ended(&mut b, Duration::from_secs(5));
         assert_eq!(
             b.next_delay().as_secs(),
             30,
             "a short session does not reset"
         );
-        b.session_ended(Duration::from_secs(30));
+        policy.session_ended(&mut b, Duration::from_secs(30));
         assert_eq!(b.next_delay().as_secs(), 1, "a healthy session resets");
         assert_eq!(b.next_delay().as_secs(), 2);
     }

@@ -13,6 +13,15 @@ pub struct Rule {
     pub trigger_params: serde_json::Value,
 }
 
+impl Rule {
+    /// A trigger ref as a source gave it: blank (or absent) means none, and the component
+    /// infers the ref from the params. Every source (the API listing, lifecycle messages,
+    /// `ATTUNE_SENSOR_TRIGGERS`, a local rules file) reads it through here.
+    pub fn given_trigger_ref(given: Option<String>) -> Option<String> {
+        given.filter(|t| !t.trim().is_empty())
+    }
+}
+
 /// The kind of a validated schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

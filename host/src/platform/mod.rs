@@ -1,0 +1,19 @@
+//! The platform layer: everything that talks to Attune.
+//!
+//! - [`token`]: the sensor token, its unverified claims, its scope and its renewal plan.
+//! - [`api`]: the Attune API client (health, rules listing, events, token renewal), and
+//!   [`api::ApiRules`], the listing as the rule table's snapshot source.
+//! - [`renewal`]: the loop that renews the token before it expires.
+//! - [`outbox`]: asynchronous, bounded, retrying event delivery behind the schedule's
+//!   `EventSink`.
+//! - [`lifecycle`]: the RabbitMQ rule-lifecycle listener, with reconnects and re-syncs.
+//!
+//! May use: `schedule` (to feed the rule table and take events), `component` (its types),
+//! `support`. Never: the daemon or the binary. What the platform promises and expects is
+//! written down in `docs/platform.md`; comments cite its sections.
+
+pub mod api;
+pub mod lifecycle;
+pub mod outbox;
+pub mod renewal;
+pub mod token;
