@@ -4,7 +4,7 @@ Used only by generate.py to compute the expected fire times that go into tests/c
 It shares no code with the component: cron is a small from-scratch evaluator over local wall
 time (zoneinfo for time zones), RRULE is python-dateutil, intervals are plain arithmetic.
 
-Semantics implemented (see ../shared/timer-semantics.md and tests/cases/README.md):
+Semantics implemented (see docs/timer-semantics.md and tests/cases/README.md):
 - cron: 5 fields (second 0), 6 fields (seconds first), 7 fields (trailing year); macros;
   names case-insensitive; weekday 0 and 7 = Sunday; `?`; `L`, `LW`, `nW` (day of month),
   `nL` and `n#k` (day of week); dom/dow both restricted -> either matches (OR).
