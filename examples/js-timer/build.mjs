@@ -2,10 +2,14 @@
 //
 //   npm ci && npm run build      (or: node build.mjs [OUT])
 //
-// The host links WASI 0.2 *without* wasi:http, so componentize-js is told to leave out its
-// `http` feature (fetch) and `fetch-event` (an incoming-HTTP handler); a component built
-// with them imports wasi:http and is refused at load. stdio, random and clocks stay: the
-// host links them (emptied), and stdio is how the engine reports an uncaught exception.
+// componentize-js is told to leave out every WASI feature of its engine, so the component
+// imports nothing but `attune:timer/types`:
+// - `http` (fetch) and `fetch-event` (an incoming-HTTP handler) import wasi:http, which the
+//   host does not link: a component built with them is refused at load;
+// - `stdio`, `random` and `clocks` would import WASI that the host links only emptied
+//   (output discarded, a fixed "random" stream, clocks stuck at the epoch), so they bring
+//   nothing. Without them, Math.random() is a fixed sequence and Date.now() is the moment
+//   the component was built: the timer logic must not read either.
 import { componentize } from "@bytecodealliance/componentize-js";
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
@@ -18,7 +22,7 @@ const { component } = await componentize({
   sourcePath: resolve(here, "src/timer.js"),
   witPath: resolve(here, "../../wit"),
   worldName: "timer-component",
-  disableFeatures: ["http", "fetch-event"],
+  disableFeatures: ["http", "fetch-event", "stdio", "random", "clocks"],
 });
 await mkdir(dirname(out), { recursive: true });
 await writeFile(out, component);
