@@ -269,6 +269,9 @@ def gen_field(rng, lo, hi, names=None, star=0.25, step=0.15, single=0.25, lst=0.
     r -= lst
     if r < rng_:
         return rng_item(False)
+    if not dow and rng.random() < 0.3:  # a step from a value: `5/20` = `5-<max>/20`
+        # (not in day-of-week, where <max> could be 6 or 7: unspecified)
+        return f"{rng.randint(lo, hi - 1)}/{rng.randint(2, max(2, (hi - lo + 1) // 2))}"
     return rng_item(True)
 
 
@@ -306,9 +309,9 @@ def gen_cron(rng) -> tuple[str, str]:
         elif e == "W":
             dom, dow = f"{rng.randint(1, 28)}W", "*"
         elif e == "#":
-            dom, dow = "*", f"{_case(rng, rng.choice(DOW)) if rng.random() < 0.5 else rng.randint(0, 6)}#{rng.randint(1, 5)}"
+            dom, dow = "*", f"{_case(rng, rng.choice(DOW)) if rng.random() < 0.5 else rng.randint(0, 7)}#{rng.randint(1, 5)}"
         elif e == "nL":
-            dom, dow = "*", f"{rng.randint(0, 6)}L"
+            dom, dow = "*", f"{rng.randint(0, 7)}L"
         else:
             dom = str(rng.randint(1, 28))
             dow = f"{rng.randint(0, 6)}#{rng.randint(1, 4)}"
@@ -324,6 +327,8 @@ def gen_cron(rng) -> tuple[str, str]:
         y = rng.randint(2026, 2031)
         fields.append(rng.choice(["*", str(y), f"{y}-{y + rng.randint(1, 5)}",
                                   f"{y},{y + 2}"]))
+        if rng.random() < 0.15:  # first fire beyond the 1,000-year horizon (§9)
+            fields[-1] = str(rng.randint(3100, 4999))
     return " ".join(fields), tzname
 
 
@@ -401,13 +406,19 @@ def cron_case(rng, i: int) -> dict:
     dst_window = tzname not in FIXED_ZONES and near_transition(
         tzname, now, (lib[-1] if lib else now + dt.timedelta(days=2)))
     need_oracle = lib is None or dst_window or uses_extension(expr)
+    years = re.fullmatch(r"\S+( \S+){6}", expr) and expr.split()[6]
+    beyond = bool(years and years.isdigit() and int(years) > now.year + 1000)
     orc = None
-    if cost is not None and (need_oracle or cost <= 60):
+    if beyond:
+        orc = []
+    elif cost is not None and (need_oracle or cost <= 60):
         orc = oracle_cron(expr, tzname, now)
     info["lib"] = [fmt(x) for x in lib] if lib else lib_err
     info["oracle"] = [fmt(x) for x in orc] if orc is not None else None
 
-    if lib is not None and (orc is None or orc == lib):
+    if beyond:
+        klass, expect = "cron: first fire beyond the 1,000-year horizon -> error", None
+    elif lib is not None and (orc is None or orc == lib):
         klass = "cron: croniter = oracle" if orc is not None else "cron: croniter"
         if dst_window:
             klass += " (DST window)"
@@ -433,7 +444,7 @@ def cron_case(rng, i: int) -> dict:
         "now": fmt(now),
     }
     if expect is None:
-        case["error"] = {"field": "expression", "contains": []}
+        case["error"] = {"contains": []} if beyond else {"field": "expression", "contains": []}
     else:
         case["schedule"] = {"trigger_ref": "core.crontimer", "kind": "cron",
                             "timezone": tzname}
@@ -590,7 +601,7 @@ def body_of(p: dict) -> str:
 
 
 SPAN = {"YEARLY": 40 * 365, "MONTHLY": 10 * 365, "WEEKLY": 5 * 365, "DAILY": 3 * 365,
-        "HOURLY": 200, "MINUTELY": 5, "SECONDLY": 0.05}
+        "HOURLY": 120, "MINUTELY": 2, "SECONDLY": 0.05}
 
 
 def rrule_case(rng, i: int):
@@ -605,32 +616,46 @@ def rrule_case(rng, i: int):
         tz = zone(tzname)
         # a random local dtstart, then moved onto the rule's first occurrence so that the
         # dtstart is in the set (a dtstart outside it is left open by the semantics)
-        if dst and rng.random() < 0.4:
+        if dst and rng.random() < 0.12:
+            # a wall time inside a gap or a repeated range: the dtstart itself
+            t = rng.choice([x for x in transitions(tzname) if x.year in YEARS])
+            before = (t - dt.timedelta(seconds=1)).astimezone(tz).replace(tzinfo=None)
+            after_ = t.astimezone(tz).replace(tzinfo=None)
+            width = abs(after_ - before - dt.timedelta(seconds=1))
+            base = min(before, after_) + dt.timedelta(seconds=1) + dt.timedelta(
+                minutes=rng.randint(0, int(width.total_seconds() // 60) - 1))
+        elif dst and rng.random() < 0.4:
             t = rng.choice([x for x in transitions(tzname) if x.year in YEARS])
             base = (t - dt.timedelta(days=rng.randint(0, 30), hours=rng.randint(-3, 3)))
             base = base.astimezone(tz).replace(tzinfo=None)
         else:
             base = dt.datetime(rng.choice(YEARS), 1, 1) + dt.timedelta(
                 minutes=rng.randint(0, 365 * 1440))
-        base = base.replace(second=rng.choice([0, 0, 0, 30]),
-                            minute=base.minute - base.minute % rng.choice([1, 5, 15, 30]))
+        base = base.replace(second=rng.choice([0, 0, 0, 30]), microsecond=0)
         if subdaily and dst and rng.random() < 0.5:
             t = rng.choice([x for x in transitions(tzname) if x.year in YEARS])
             base = (t - dt.timedelta(hours=rng.randint(1, 20))).astimezone(tz).replace(
                 tzinfo=None, second=0)
         start0 = base.replace(tzinfo=tz)
         body = body_of(p)
+        horizon = ";UNTIL=" + (start0.astimezone(UTC) + dt.timedelta(
+            days=366 * (600 if freq == "YEARLY" else 30))).strftime("%Y%m%dT%H%M%SZ")
+        unaligned = False
         if refused:
             o1 = start0
         else:
             try:
-                o1 = next(iter(rrule_set(body, start0)), None)
+                o1 = next(iter(rrule_set(body + horizon, start0)), None)
             except (ValueError, StopIteration):
                 continue
             if o1 is None:
                 continue
-            if next(iter(rrule_set(body, o1)), None) != o1:
+            if next(iter(rrule_set(body + horizon, o1)), None) != o1:
                 continue  # realignment changed the set: draw again
+            if o1 != start0 and rng.random() < 0.25:
+                # keep a dtstart outside the set (no COUNT, now after it: §5.3 reads it
+                # as dateutil does, occurrences from dtstart on)
+                o1, unaligned = start0, True
         break
     # dtstart format: a wall time in a gap or a repeated hour is only expressible naive
     kind, _ = oracle.resolve_local(o1.replace(tzinfo=None), tz)
@@ -646,7 +671,7 @@ def rrule_case(rng, i: int):
 
     # now: before dtstart sometimes, else some way after it (skip-ahead)
     span_days = SPAN[freq] * (p.get("interval", 1) if freq != "YEARLY" else 1)
-    if rng.random() < 0.15:
+    if rng.random() < 0.15 and not unaligned:
         now = o1.astimezone(UTC) - dt.timedelta(seconds=rng.randint(1, 30 * 86400))
     else:
         now = o1.astimezone(UTC) + dt.timedelta(seconds=rng.randint(0, int(span_days * 86400)))
@@ -656,7 +681,7 @@ def rrule_case(rng, i: int):
     # count / until
     if not refused and rng.random() < 0.35:
         r = rng.random()
-        if r < 0.5:
+        if r < 0.5 and not unaligned:
             p["count"] = rng.randint(1, 40)
         else:
             until = o1.astimezone(UTC) + dt.timedelta(seconds=rng.randint(0, int(
@@ -667,6 +692,16 @@ def rrule_case(rng, i: int):
     params = dict(p)
     if rng.random() < 0.4:
         params = {"rule": ("RRULE:" if rng.random() < 0.5 else "") + body}
+    far = not refused and rng.random() < 0.01
+    if far:  # first fire beyond the 1,000-year horizon (§9): refused
+        o1 = o1.replace(year=rng.randint(3100, 3999))
+        if o1.month == 2 and o1.day == 29:
+            o1 = o1.replace(day=28)
+        now = o1.astimezone(UTC).replace(year=rng.choice(YEARS))
+        dtstart_s = fmt(o1)
+        p.pop("until", None)
+        body = body_of(p)
+        params = dict(p) if "rule" not in params else {"rule": body}
     params["dtstart"] = dtstart_s
     if tzname != "UTC" or rng.random() < 0.3:
         params["timezone"] = tzname
@@ -674,6 +709,11 @@ def rrule_case(rng, i: int):
     info = {"lib": None, "oracle": None}
     case = {"name": f"diff-rrule/{i:05d}", "trigger_ref": "core.rruletimer",
             "params": params, "now": fmt(now)}
+    if far:
+        klass = "rrule: first fire beyond the 1,000-year horizon -> error"
+        case["error"] = {"contains": []}
+        case["note"] = klass
+        return case, klass, info
     if refused:
         klass = f"rrule: {refused} -> error (dateutil accepts)"
         case["error"] = {"contains": []}
@@ -756,9 +796,12 @@ def _sig_naive_gap(c, info):
 
 
 def _sig_far_future(c, info):
-    nxt = c.get("next") or []
-    return bool(nxt) and oracle.parse_instant(nxt[-1]) - oracle.parse_instant(c["now"]) > \
-        dt.timedelta(days=5 * 366)
+    return "1,000-year horizon" in c.get("note", "")
+
+
+def _sig_zone_after_2099(c, info):
+    tzname = c["params"].get("timezone", "UTC")
+    return tzname not in FIXED_ZONES and any(x >= "2100" for x in c.get("next") or [])
 
 
 # issue-10 bugs known at the time of writing, recognised from a failing case's inputs
@@ -768,7 +811,10 @@ BUG_SIGNATURES = {
     "ordinal-byday-with-daily-weekly-accepted": _sig_ordinal_daily_weekly,
     "negative-ordinals-5-53-refused": _sig_negative_ordinals,
     "naive-dtstart-in-dst-gap": _sig_naive_gap,
-    "far-future-fire": _sig_far_future,
+    "far-future-fire-beyond-horizon-accepted": _sig_far_future,
+    # found by this test, not in issue 10: the component's zone tables end in 2099 (no
+    # daylight saving after that), where the tz database's rules go on
+    "zone-rules-after-2099": _sig_zone_after_2099,
 }
 
 
