@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Randomized differential test of the timer component against independent implementations.
+r"""Randomized differential test of the timer component against independent implementations.
 
 With a FIXED seed it generates a few thousand random rules, computes their next fires with
 third-party libraries, writes them as conformance cases (tests/cases/README.md format) into a
@@ -53,7 +53,7 @@ Makefile rule:
     # Randomized differential test (fixed seed) against croniter and python-dateutil.
     differential: $(DIFF_VENV)/.installed
     	$(CARGO) build $(PROFILE) -p conformance --bin conformance
-    	$(DIFF_VENV)/bin/python tests/oracle/differential.py \\
+    	$(DIFF_VENV)/bin/python tests/oracle/differential.py \
     	  --conformance target/release/conformance
 
 and `test: setup python-component differential` (plus `differential` in `.PHONY`).
