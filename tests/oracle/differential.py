@@ -61,7 +61,6 @@ and `test: setup python-component differential` (plus `differential` in `.PHONY`
 from __future__ import annotations
 
 import argparse
-import calendar
 import datetime as dt
 import importlib.metadata
 import json
