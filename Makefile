@@ -6,13 +6,19 @@
 #   make bench   measurements (see BENCHMARKS.md)
 #   make check-example   try the `check` command on a Berlin weekday cron rule
 #   make python-component   build the second, Python implementation of the timer logic
+#   make js-component       build the JavaScript example component (examples/js-timer)
+#   make differential       the randomized differential test of the timer logic
 
 CARGO  ?= cargo
 PROFILE = --release
 BIN     = target/release/attune-core-timer-sensor
 PY_COMPONENT = guest-python/target/timer_python.wasm
+JS_DIR       = examples/js-timer
+JS_COMPONENT = $(JS_DIR)/target/timer_js.wasm
+DIFF_VENV    = tests/oracle/.venv
 
-.PHONY: all setup build test bench run check-example component python-component fmt clippy clean
+.PHONY: all setup build test bench run check-example component python-component js-component \
+	differential fmt clippy clean
 
 all: build
 
@@ -35,10 +41,34 @@ $(PY_COMPONENT): guest-python/build.sh guest-python/requirements.txt guest-pytho
 		$(wildcard guest-python/timerlogic/*.py) $(wildcard wit/*.wit)
 	guest-python/build.sh
 
+# The JavaScript example component (examples/js-timer/): node 20+ and npm; on first use,
+# the npm registry (the versions pinned in package-lock.json).
+js-component: $(JS_COMPONENT)
+
+$(JS_DIR)/node_modules/.package-lock.json: $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
+	cd $(JS_DIR) && npm ci --no-audit --no-fund
+
+$(JS_COMPONENT): $(JS_DIR)/node_modules/.package-lock.json $(JS_DIR)/build.mjs \
+		$(wildcard $(JS_DIR)/src/*.js) $(wildcard wit/*.wit)
+	node $(JS_DIR)/build.mjs
+
+$(DIFF_VENV)/.installed: tests/oracle/requirements.txt
+	python3 -m venv $(DIFF_VENV)
+	$(DIFF_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/oracle/requirements.txt
+	touch $@
+
+# The randomized differential test (fixed seed): the built-in component against croniter
+# and python-dateutil (tests/oracle/differential.py); needs PyPI on first use.
+differential: $(DIFF_VENV)/.installed
+	$(CARGO) build $(PROFILE) -p conformance --bin conformance
+	$(DIFF_VENV)/bin/python tests/oracle/differential.py --conformance target/release/conformance
+
 # Every test; the benchmarks are only compiled (they measure, see `make bench`).
-test: setup python-component
+test: setup python-component js-component
 	PYTHON_TIMER_WASM=$(CURDIR)/$(PY_COMPONENT) $(CARGO) test $(PROFILE) --workspace --no-fail-fast
 	$(CARGO) build $(PROFILE) -p attune-core-timer-sensor --benches
+	$(CARGO) run $(PROFILE) -p conformance --bin conformance -- --component $(JS_COMPONENT)
+	$(MAKE) differential
 
 BENCH_SCENARIOS ?= 1k,10k,100k
 BENCH_SECONDS   ?= 60

@@ -143,9 +143,17 @@ struct CheckArgs {
 }
 
 fn parse_rfc3339(s: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(s)
+    let t = DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("expected an RFC 3339 time such as 2026-03-26T12:00:00Z: {e}"))
+        .map_err(|e| format!("expected an RFC 3339 time such as 2026-03-26T12:00:00Z: {e}"))?;
+    // chrono reads a leap second (`:60`) as a second with a nanosecond part of 10^9 or more,
+    // which no timer speaks: say so here rather than fail deep in a component call.
+    if chrono::Timelike::nanosecond(&t) >= 1_000_000_000 {
+        return Err(format!(
+            "{s:?} is a leap second (:60), which timers do not use: give :59 or the next minute"
+        ));
+    }
+    Ok(t)
 }
 
 fn main() -> ExitCode {

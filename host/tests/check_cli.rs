@@ -192,3 +192,46 @@ fn the_kind_is_inferred_when_no_trigger_ref_is_given() {
     );
     assert_eq!(report["payload"]["interval_seconds"], 90);
 }
+
+#[test]
+fn a_leap_second_now_is_refused_with_a_clear_message() {
+    let out = check(&[r#"{"interval":5}"#, "--now", "2026-12-31T23:59:60Z"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("leap second"), "{stderr}");
+    assert!(!stderr.contains("nanoseconds"), "{stderr}");
+}
+
+/// `ATTUNE_TIMER_CACHE_DIR` means for `check` what it means for the daemon: where the
+/// compiled component is kept, or `off`.
+#[test]
+fn check_uses_the_compile_cache_the_environment_names() {
+    let base = std::env::temp_dir().join(format!("attune-check-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let cache = base.join("cache");
+    let xdg = base.join("xdg");
+    let run = |cache_setting: &str| {
+        Command::new(env!("CARGO_BIN_EXE_attune-core-timer-sensor"))
+            .args(["check", r#"{"interval":5}"#, "--json"])
+            .env("XDG_CACHE_HOME", &xdg)
+            .env("ATTUNE_TIMER_CACHE_DIR", cache_setting)
+            .env_remove("ATTUNE_TIMER_COMPONENT")
+            .output()
+            .expect("run the binary")
+    };
+    let files = |dir: &std::path::Path| std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    assert!(run("off").status.success());
+    assert_eq!(files(&cache), 0, "off: nothing cached");
+    assert_eq!(
+        files(&xdg.join("attune-timer-sensor")),
+        0,
+        "off: not the default place either"
+    );
+    assert!(run(cache.to_str().unwrap()).status.success());
+    assert!(
+        files(&cache) > 0,
+        "the compiled component is kept where the variable says"
+    );
+    assert_eq!(files(&xdg.join("attune-timer-sensor")), 0);
+    let _ = std::fs::remove_dir_all(&base);
+}

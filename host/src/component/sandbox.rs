@@ -90,6 +90,24 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<SandboxCtx>> {
 }
 
 /// Import names a component may have: WASI 0.2 (linked emptied) and this package's types.
+/// `wasi:http` is WASI 0.2 too, but it is not linked: a timer has no business on the
+/// network, and refusing it here names it, where linking would fail with a raw message.
 pub(crate) fn import_is_granted(name: &str) -> bool {
-    name.starts_with("wasi:") || name.starts_with("attune:timer/types@")
+    (name.starts_with("wasi:") && !name.starts_with("wasi:http/"))
+        || name.starts_with("attune:timer/types@")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wasi_and_our_types_are_granted_but_not_http() {
+        assert!(import_is_granted("wasi:clocks/wall-clock@0.2.6"));
+        assert!(import_is_granted("wasi:io/streams@0.2.6"));
+        assert!(import_is_granted("attune:timer/types@0.1.0"));
+        assert!(!import_is_granted("wasi:http/types@0.2.10"));
+        assert!(!import_is_granted("wasi:http/outgoing-handler@0.2.0"));
+        assert!(!import_is_granted("evil:host/exec"));
+    }
 }

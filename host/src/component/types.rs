@@ -157,7 +157,8 @@ pub enum LoadError {
     },
     #[error(
         "component imports {imports}, which this host does not grant \
-         (a timer component may import only WASI 0.2 and attune:timer types)"
+         (a timer component may import only WASI 0.2 without wasi:http, and attune:timer \
+         types; componentize-js leaves wasi:http out with `--disable http fetch-event`)"
     )]
     ForbiddenImports { imports: String },
     #[error("cannot link the component: {0}")]

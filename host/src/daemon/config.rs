@@ -1,5 +1,5 @@
 //! The daemon's settings: read from the environment or from one JSON object on stdin, then
-//! validated in the platform's order with its exact messages (contract §1.1).
+//! validated in the platform's order with its exact messages (docs/platform.md §1.1).
 //!
 //! The environment is read through [`Env`], so tests hand in a map and never touch the
 //! process environment. Validation order (the first failure is reported):
@@ -91,7 +91,7 @@ impl fmt::Display for LogFormat {
     }
 }
 
-/// One entry of `ATTUNE_SENSOR_TRIGGERS` (contract §1.3(a)): a rule to start at boot.
+/// One entry of `ATTUNE_SENSOR_TRIGGERS` (docs/platform.md §1.3(a)): a rule to start at boot.
 /// `trigger_ref` may be missing (inferred from the config's keys by the rule table); a
 /// `ref` key, sent by some sensor managers, is ignored.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -210,7 +210,7 @@ impl fmt::Debug for Settings {
 pub enum ConfigError {
     #[error("{0} environment variable is required")]
     MissingEnv(&'static str),
-    /// One of the validation messages (§1.1), e.g. `api_url cannot be empty`.
+    /// One of the validation messages (`docs/platform.md` §1.1), e.g. `api_url cannot be empty`.
     #[error("{0}")]
     Invalid(&'static str),
     #[error("Failed to read configuration from stdin")]
@@ -451,7 +451,7 @@ fn build(
     let mq_url = raw.mq_url.trim().to_string();
     let mq_exchange = raw.mq_exchange.trim().to_string();
 
-    // The platform's checks, in its order (contract §1.1, V1–V3).
+    // The platform's checks, in its order (docs/platform.md §1.1, V1–V3).
     let checks: [(bool, &'static str); 7] = [
         (api_url.is_empty(), "api_url cannot be empty"),
         (api_token.is_empty(), "api_token cannot be empty"),

@@ -1,4 +1,4 @@
-//! The Attune API client (contract §1.2–§1.3(d), §1.8, §1.9, §2): health, the rules
+//! The Attune API client (docs/platform.md §1.2–§1.3(d), §1.8, §1.9, §2): health, the rules
 //! listing, event creation and token renewal.
 //!
 //! One `reqwest` client (rustls, keep-alive, a request timeout — 30 s by default — and no
@@ -146,7 +146,7 @@ struct RulesPage {
 struct Pagination {
     #[serde(default)]
     has_next: bool,
-    /// Rules listings always give it (contract §2.3); it lets the pages after the first be
+    /// Rules listings always give it (docs/platform.md §2.3); it lets the pages after the first be
     /// fetched several at a time.
     #[serde(default)]
     total_pages: Option<u32>,

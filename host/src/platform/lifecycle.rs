@@ -1,6 +1,6 @@
 //! The rule-lifecycle listener: RabbitMQ messages about rules, turned into rule-table changes.
 //!
-//! Topology (contract §1.4, §2.6): a durable **topic** exchange (`ATTUNE_MQ_EXCHANGE`,
+//! Topology (docs/platform.md §1.4, §2.6): a durable **topic** exchange (`ATTUNE_MQ_EXCHANGE`,
 //! normally `attune.events`), a durable queue `sensor.<sensor_ref>` bound to `rule.created`,
 //! `rule.enabled`, `rule.disabled` and `rule.deleted`, a prefetch, one consumer with manual
 //! acks. Every delivery is acked after it was handled — also when it could not be handled:

@@ -12,7 +12,7 @@
 //!   sent one, up to `max_backoff`). Defaults: 0.5 s doubling to 30 s, at most 10 attempts,
 //!   and no attempt starts more than 5 minutes after the first — about 2 minutes of waiting
 //!   when every attempt fails fast. A timed-out request may have created the event, so a
-//!   retry can duplicate it (the API has no idempotency key; contract §1.8).
+//!   retry can duplicate it (the API has no idempotency key; docs/platform.md §1.8).
 //! - 400, 401 (after the client's renew-and-retry), 403, 404, 422 and malformed successes
 //!   are never retried.
 //! - No event is dropped silently: every event that is not delivered — refused (outbox

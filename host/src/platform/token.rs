@@ -191,7 +191,7 @@ impl TokenHandle {
     }
 
     /// True when `exp` is known and still ahead of `now` (Unix seconds). Only such a token is
-    /// renewed after a 401 (contract §1.8).
+    /// renewed after a 401 (docs/platform.md §1.8).
     pub fn is_unexpired_at(&self, now: i64) -> bool {
         matches!(self.expires_at(), Some(exp) if exp > 0 && exp > now)
     }

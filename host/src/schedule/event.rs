@@ -23,7 +23,7 @@ pub struct Event {
 }
 
 impl Event {
-    /// The request body of `POST /api/v1/events` (contract §1.8), as JSON text.
+    /// The request body of `POST /api/v1/events` (docs/platform.md §1.8), as JSON text.
     pub fn body(&self) -> String {
         #[derive(Serialize)]
         struct Body<'a> {

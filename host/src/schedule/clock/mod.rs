@@ -1093,13 +1093,19 @@ fn submit_fired(shared: &Shared, fired: Vec<(Job, Fired)>) {
     }
 }
 
+/// Logs timers stopped by a failed call: a fault happened twice in a row (the call was
+/// retried once), a refusal (`param-error`) once (it is not retried).
 fn log_failed(failed: Vec<(Job, CallError)>) {
     for (job, e) in failed {
+        let why = match e.as_rule_error() {
+            Some(_) => "the timer component refused the rule while firing it",
+            None => "the timer component failed twice in a row",
+        };
         error!(
             rule_id = job.rule_id,
             trigger_ref = %job.schedule.trigger_ref,
             error = %e,
-            "Timer for rule {} stopped: the timer component failed twice in a row",
+            "Timer for rule {} stopped: {why}",
             job.rule_id
         );
     }
