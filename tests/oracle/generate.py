@@ -453,6 +453,23 @@ for key, (tz, spring, fall, gap_h, dbl_h) in DST.items():
     cd(f"{key}-fall-hourly", tz, "0 * * * *", fmt(fa - dt.timedelta(minutes=150)), n=5)
     cd(f"{key}-fall-wildcard-minute-fixed-hour", tz, f"*/30 {dbl_h} * * *", day_before_fa,
        n=5, note="minute is not fixed: both passes through the repeated hour fire")
+# Fixed local times given as lists, ranges or steps without `*` follow the fixed-time rule too.
+cd("new-york-spring-fixed-list", "America/New_York", "30 2,14 * * *", "2026-03-07T18:00:00Z",
+   n=4, note="lists are fixed times: 02:30 falls in the gap and fires once after it")
+cd("new-york-spring-two-in-gap", "America/New_York", "0,30 2 * * *", "2026-03-07T18:00:00Z",
+   n=3, note="two fixed times in the same gap fire once, at the first instant after it")
+cd("sydney-spring-range-into-gap-end", "Australia/Sydney", "0 2-3 * * *",
+   "2026-10-03T05:00:00Z", n=4,
+   note="02:00 (in the gap) and 03:00 (the gap's end) name the same instant: one fire")
+cd("sydney-spring-step-without-star", "Australia/Sydney", "0/20 2 * * *",
+   "2026-10-03T05:00:00Z", n=4, note="`0/20` does not start with `*`: fixed times")
+cd("sydney-fall-fixed-list", "Australia/Sydney", "15 2,20 * * *", "2026-04-04T03:00:00Z",
+   n=4, note="lists are fixed times: 02:15 occurs twice and fires at its first occurrence")
+cd("berlin-fall-fixed-range-six-field", "Europe/Berlin", "0 45 1-2 * * *",
+   "2026-10-24T12:00:00Z", n=4, note="ranges are fixed times: 02:45 fires once")
+cd("new-york-fall-fixed-list-from-second-pass", "America/New_York", "0 15,45 1 * * *",
+   "2026-11-01T06:20:00Z", n=3,
+   note="asked from inside the second pass of the repeated hour: nothing more that day")
 ok_cron(A, "santiago-midnight-gap-daily", CR, {"expression": "@daily",
                                                "timezone": "America/Santiago"},
         now="2026-09-05T12:00:00Z", n=3,

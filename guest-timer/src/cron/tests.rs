@@ -461,6 +461,69 @@ fn sydney_fall_back() {
     );
 }
 
+#[test]
+fn fixed_lists_and_ranges_follow_the_fixed_time_rule() {
+    // Lists, ranges and list-stepped values count as fixed local times, like single values.
+    for expression in ["30 2,14 * * *", "0 30 2,14 * * *"] {
+        assert_eq!(
+            fires(expression, "Europe/Berlin", "2026-03-28T22:00:00Z", 2),
+            ["2026-03-29T01:00:00Z", "2026-03-29T12:30:00Z"],
+            "{expression}"
+        );
+        assert_eq!(
+            fires(expression, "Europe/Berlin", "2026-10-24T22:00:00Z", 2),
+            ["2026-10-25T00:30:00Z", "2026-10-25T13:30:00Z"],
+            "{expression}"
+        );
+    }
+    // Two fixed times in one gap fire once; so does 03:00, the gap's end.
+    assert_eq!(
+        fires(
+            "0,30 2-3 * * *",
+            "America/New_York",
+            "2026-03-08T05:00:00Z",
+            3
+        ),
+        [
+            "2026-03-08T07:00:00Z",
+            "2026-03-08T07:30:00Z",
+            "2026-03-09T06:00:00Z"
+        ]
+    );
+    // Asked from inside the second pass of a repeated hour: nothing more in it.
+    assert_eq!(
+        fires(
+            "0 15,45 1 * * *",
+            "America/New_York",
+            "2026-11-01T06:20:00Z",
+            1
+        ),
+        ["2026-11-02T06:15:00Z"]
+    );
+    // A step without `*` is fixed too (`0/20`), while `*/20` is not.
+    assert_eq!(
+        fires(
+            "0/20 2 * * *",
+            "Australia/Sydney",
+            "2026-10-03T15:00:00Z",
+            2
+        ),
+        ["2026-10-03T16:00:00Z", "2026-10-04T15:00:00Z"]
+    );
+    assert_eq!(
+        fires(
+            "*/20 2 * * *",
+            "Australia/Sydney",
+            "2026-10-03T15:00:00Z",
+            1
+        ),
+        ["2026-10-04T15:00:00Z"]
+    );
+    assert!(is_fixed_time("@daily") && !is_fixed_time("@hourly"));
+    assert!(is_fixed_time("5 4 * * sun") && !is_fixed_time("* 4 * * *"));
+    assert!(!is_fixed_time("0 /5 4 * * *"));
+}
+
 // ----- StackStorm CronTimer fields --------------------------------------------------
 
 fn stackstorm(f: impl FnOnce(&mut StackStormFields)) -> Result<String, ParamError> {

@@ -626,7 +626,9 @@ fn fast_forward_matches_iterating_from_dtstart() {
 }
 
 /// Sub-daily rules with INTERVAL=1 against croner's repeating (non fixed-time) jobs, which
-/// also fire on real elapsed instants: an independent oracle, DST days included.
+/// also fire on real elapsed instants: an independent oracle, DST days included. (`*/60` in
+/// the seconds field is second 0 written with `*`, which keeps a job with listed hours and
+/// minutes repeating rather than fixed-time.)
 #[test]
 fn subdaily_matches_cron() {
     let pairs = [
@@ -663,19 +665,19 @@ fn subdaily_matches_cron() {
         (
             "FREQ=HOURLY;BYHOUR=1,2,3;BYMINUTE=15",
             "2026-01-01T00:00:00Z",
-            "0 15 1-3 * * *",
+            "*/60 15 1-3 * * *",
             "Europe/Berlin",
         ),
         (
             "FREQ=HOURLY;BYHOUR=2;BYMINUTE=0,30",
             "2026-01-01T00:00:00Z",
-            "0 0,30 2 * * *",
+            "*/60 0,30 2 * * *",
             "Australia/Sydney",
         ),
         (
             "FREQ=SECONDLY;BYSECOND=0,30;BYMINUTE=15;BYHOUR=1,2",
             "2026-01-01T00:00:00Z",
-            "0,30 15 1,2 * * *",
+            "*/30 15 1,2 * * *",
             "America/New_York",
         ),
         (
