@@ -148,9 +148,9 @@ impl RruleSchedule {
         Ok(None)
     }
 
-    /// Where to start iterating to answer "next after `after`": `dtstart` itself, or a later
-    /// start a whole number of periods (FREQ × INTERVAL, counted on the local wall clock as
-    /// the crate counts) on, at or before `after`. Every occurrence from that start on is
+    /// Where to start iterating to answer "next after `after`": `dtstart` itself, or the
+    /// first day (at midnight) of a later period (FREQ × INTERVAL, counted on the local wall
+    /// clock as the crate counts), at or before `after`. Every occurrence from that start on is
     /// the same as from `dtstart`, because the crate's periods and the defaults it takes from
     /// the start (already fixed in `self.rrule`) do not move. Not done with `COUNT`, where
     /// the earlier occurrences count.
@@ -166,21 +166,31 @@ impl RruleSchedule {
         if after_local <= start_local {
             return self.start;
         }
-        let fixed_unit = match self.rrule.get_freq() {
-            Frequency::Daily => Some(86_400),
-            Frequency::Weekly => Some(604_800),
-            // Sub-daily rules do not come here (see `subdaily`).
-            Frequency::Secondly | Frequency::Minutely | Frequency::Hourly => Some(1),
-            Frequency::Monthly | Frequency::Yearly => None,
-        };
-        if let Some(unit) = fixed_unit {
-            // Whole periods on the local wall clock keep the time of day and the weekday.
-            let period = unit * interval;
-            let k = (after_local - start_local).num_seconds() / period;
+        if let Some(days) = match self.rrule.get_freq() {
+            Frequency::Daily => Some(1),
+            Frequency::Weekly => Some(7),
+            _ => None,
+        } {
+            // Restart at the first day of a period (a week begins on WKST), at midnight, so
+            // that the crate builds whole periods: a restart mid-period would make a partial
+            // set, and BYSETPOS would pick from it. The crate's times and days come from the
+            // rule alone (its defaults were taken from the real dtstart).
+            let period = days * interval;
+            let start_date = start_local.date();
+            let base = if days == 7 {
+                let wkst = self.rrule.get_week_start().num_days_from_monday();
+                let back = (start_date.weekday().num_days_from_monday() + 7 - wkst) % 7;
+                start_date - Duration::days(i64::from(back))
+            } else {
+                start_date
+            };
+            let k = (after_local.date() - base).num_days().div_euclid(period);
             return self.first_fitting(k, after, |k| {
-                start_local.checked_add_signed(Duration::seconds(k.checked_mul(period)?))
+                base.checked_add_signed(Duration::days(k.checked_mul(period)?))?
+                    .and_hms_opt(0, 0, 0)
             });
         }
+        // Sub-daily rules do not come here (see `subdaily`).
         // Months and years vary in length: restart at the first day of a period, at midnight.
         // The crate builds these periods' days and times from the rule alone (its BYxxx
         // defaults were taken from the real dtstart), so the start's own day and time do not

@@ -646,6 +646,19 @@ rr("timezone-dtstart-in-utc", {"freq": "DAILY", "dtstart": "2026-03-01T08:00:00Z
 rr("timezone-payload", {"freq": "DAILY", "dtstart": "2026-03-01T08:00:00Z",
                         "timezone": "Asia/Tokyo"}, n=2,
    payloads=[{"execution_count": 30, "delay_ms": 7}])
+rr("weekly-bysetpos-after-skip", {"rule": "FREQ=WEEKLY;BYDAY=TU,SA;BYSETPOS=1",
+                                  "dtstart": "2026-02-05T18:00:00+09:00",
+                                  "timezone": "Asia/Tokyo"}, now="2026-03-26T03:00:00Z", n=3,
+   note="BYSETPOS picks from whole weeks: from a Thursday weeks later, the next is Tuesday")
+rr("weekly-bysetpos-structured-interval", {"freq": "WEEKLY", "interval": 2,
+                                           "by_day": ["MO", "TH"], "by_set_pos": [2],
+                                           "week_start": "SU",
+                                           "dtstart": "2026-01-05T07:00:00Z"},
+   now="2026-03-17T12:00:00Z", n=3)
+rr("daily-bysetpos-after-skip", {"rule": "FREQ=DAILY;BYHOUR=6,18;BYSETPOS=1",
+                                 "dtstart": "2026-02-01T06:00:00-05:00",
+                                 "timezone": "America/New_York"},
+   now="2026-03-20T15:00:00Z", n=3, note="BYSETPOS picks from whole days")
 err(A, "count-exhausted-before-now", RR, {"freq": "DAILY", "count": 3,
                                           "dtstart": "2026-03-01T12:00:00Z"},
     field="count", contains="has no occurrence after",

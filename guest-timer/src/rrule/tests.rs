@@ -947,3 +947,56 @@ fn impossible_rules_end_instead_of_looping() {
         started.elapsed()
     );
 }
+
+#[test]
+fn set_position_picks_from_whole_periods_after_a_skip() {
+    // Restarting mid-week must not make a partial week for BYSETPOS to pick from.
+    let s = schedule(
+        "FREQ=WEEKLY;BYDAY=MO,FR;BYSETPOS=1",
+        "2026-03-04T09:00:00Z",
+        "UTC",
+    );
+    assert_eq!(
+        fires(&s, "2026-03-19T12:00:00Z", 2),
+        ["2026-03-23T09:00:00Z", "2026-03-30T09:00:00Z"]
+    );
+    // The first week runs from dtstart on (as python-dateutil and the crate count it).
+    assert_eq!(
+        fires(&s, "2026-03-04T10:00:00Z", 1),
+        ["2026-03-06T09:00:00Z"]
+    );
+    // Last of the week, WKST=SU, every other week, in a zone.
+    let s = schedule(
+        "FREQ=WEEKLY;INTERVAL=2;BYDAY=SU,WE,SA;BYSETPOS=-1;WKST=SU",
+        "2026-01-07T15:00:00Z",
+        "America/New_York",
+    );
+    for after in [
+        "2026-02-05T12:00:00Z",
+        "2026-02-08T12:00:00Z",
+        "2026-02-13T00:00:00Z",
+    ] {
+        assert_eq!(
+            s.next_after(utc(after)).unwrap(),
+            brute_next(&s, utc(after)),
+            "{after}"
+        );
+    }
+    // DAILY: restarting mid-day must not drop the day's first hour from BYSETPOS.
+    let s = schedule(
+        "FREQ=DAILY;BYHOUR=8,17;BYSETPOS=1",
+        "2026-03-02T08:00:00Z",
+        "Europe/Berlin",
+    );
+    assert_eq!(
+        fires(&s, "2026-03-19T12:00:00Z", 2),
+        ["2026-03-20T07:00:00Z", "2026-03-21T07:00:00Z"]
+    );
+    for after in ["2026-03-02T08:30:00Z", "2026-03-19T12:00:00Z"] {
+        assert_eq!(
+            s.next_after(utc(after)).unwrap(),
+            brute_next(&s, utc(after)),
+            "{after}"
+        );
+    }
+}
