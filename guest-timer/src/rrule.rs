@@ -88,7 +88,9 @@ impl RruleSchedule {
         let dtstart = DateTime::from_timestamp(dtstart.timestamp(), 0).unwrap_or(dtstart);
         let start = dtstart.with_timezone(&::rrule::Tz::Tz(timezone));
         let subdaily = SubDaily::new(&unvalidated, dtstart, timezone)?;
-        let rrule = unvalidated.validate(start).map_err(|e| e.to_string())?;
+        let rrule = for_the_crate(unvalidated)?
+            .validate(start)
+            .map_err(|e| e.to_string())?;
         Ok(RruleSchedule {
             rule: body.to_string(),
             dtstart,
@@ -343,7 +345,93 @@ fn parse_body(body: &str, timezone: Tz) -> Result<RRule<Unvalidated>, String> {
         return Err(COUNT_AND_UNTIL.to_string());
     }
     let freq = freq.ok_or_else(|| format!("FREQ is missing; expected one of {FREQUENCIES}"))?;
+    check_ordinals(
+        freq,
+        rule.get_by_weekday(),
+        !rule.get_by_month().is_empty(),
+        !rule.get_by_week_no().is_empty(),
+    )?;
     Ok(rule.freq(freq))
+}
+
+/// RFC 5545 §3.3.10: a BYDAY ordinal (`1MO`, `-1FR`) only with FREQ=MONTHLY (−5…5) or
+/// FREQ=YEARLY (−53…53; with BYMONTH it counts within the month, so −5…5; not with
+/// BYWEEKNO). The error is a detail sentence.
+fn check_ordinals(
+    freq: Frequency,
+    days: &[::rrule::NWeekday],
+    by_month: bool,
+    by_week_no: bool,
+) -> Result<(), String> {
+    for day in days {
+        let ::rrule::NWeekday::Nth(n, weekday) = day else {
+            continue;
+        };
+        let code = WEEKDAYS[weekday.num_days_from_monday() as usize];
+        let max = match freq {
+            Frequency::Monthly => 5,
+            Frequency::Yearly if by_week_no => {
+                return Err(format!(
+                    "BYDAY value {n}{code} has an ordinal, which RFC 5545 does not allow with                      FREQ=YEARLY and BYWEEKNO; use a plain weekday ({code})"
+                ))
+            }
+            Frequency::Yearly if by_month => 5,
+            Frequency::Yearly => 53,
+            _ => {
+                return Err(format!(
+                    "BYDAY value {n}{code} has an ordinal, which RFC 5545 allows only with                      FREQ=MONTHLY or FREQ=YEARLY; with FREQ={freq} use a plain weekday ({code})"
+                ))
+            }
+        };
+        if !(-max..=max).contains(n) {
+            let within = if by_month { " and BYMONTH" } else { "" };
+            return Err(format!(
+                "BYDAY value {n}{code} is out of range; with FREQ={freq}{within} an ordinal                  is from -{max} to {max}, not 0"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites what the crate would refuse although RFC 5545 allows it: the ordinal −5 with
+/// MONTHLY and −53 with YEARLY (the crate accepts −4…5 and −52…53). The n-th last weekday
+/// of a month with 5 of them is its first one, which falls on a day whose count from the
+/// end is −29 or lower; so `-5MO` is `MO` with BYMONTHDAY=-31,-30,-29 (and `-53MO` is `MO`
+/// with BYYEARDAY=-366,-365). That holds when every BYDAY value is such an ordinal and no
+/// other day filter is given; other mixes are refused.
+fn for_the_crate(rule: RRule<Unvalidated>) -> Result<RRule<Unvalidated>, String> {
+    use ::rrule::NWeekday;
+    let (edge, monthly) = match rule.get_freq() {
+        Frequency::Monthly => (-5, true),
+        Frequency::Yearly if rule.get_by_month().is_empty() => (-53, false),
+        _ => return Ok(rule),
+    };
+    let days = rule.get_by_weekday();
+    let is_edge = |d: &NWeekday| matches!(d, NWeekday::Nth(n, _) if *n == edge);
+    if !days.iter().any(is_edge) {
+        return Ok(rule);
+    }
+    let other_filter = !rule.get_by_month_day().is_empty()
+        || !rule.get_by_year_day().is_empty()
+        || !rule.get_by_week_no().is_empty();
+    if !days.iter().all(is_edge) || other_filter {
+        return Err(format!(
+            "BYDAY ordinal {edge} is supported only when every BYDAY value has it and no              BYMONTHDAY, BYYEARDAY or BYWEEKNO is given; give {edge} in a rule of its own"
+        ));
+    }
+    let plain: Vec<NWeekday> = days
+        .iter()
+        .map(|d| match d {
+            NWeekday::Nth(_, weekday) => NWeekday::Every(*weekday),
+            other => *other,
+        })
+        .collect();
+    let rule = rule.by_weekday(plain);
+    Ok(if monthly {
+        rule.by_month_day(vec![-31, -30, -29])
+    } else {
+        rule.by_year_day(vec![-366, -365])
+    })
 }
 
 /// A comma-separated list of numbers, each in `min..=max`.
@@ -488,6 +576,18 @@ pub fn assemble(parts: &RuleParts) -> Result<String, ParamError> {
             .iter()
             .map(|d| by_day_token(d))
             .collect::<Result<Vec<_>, _>>()?;
+        let parsed: Vec<::rrule::NWeekday> = days.iter().filter_map(|d| nth_weekday(d)).collect();
+        if let Ok(frequency) = Frequency::from_str(&freq) {
+            check_ordinals(
+                frequency,
+                &parsed,
+                !parts.by_month.is_empty(),
+                !parts.by_week_no.is_empty(),
+            )
+            .map_err(|detail| {
+                ParamError::field("by_day", format!("Invalid 'by_day' value: {detail}"))
+            })?;
+        }
         out.push(format!("BYDAY={}", days.join(",")));
     }
     list_part(

@@ -659,6 +659,28 @@ rr("daily-bysetpos-after-skip", {"rule": "FREQ=DAILY;BYHOUR=6,18;BYSETPOS=1",
                                  "dtstart": "2026-02-01T06:00:00-05:00",
                                  "timezone": "America/New_York"},
    now="2026-03-20T15:00:00Z", n=3, note="BYSETPOS picks from whole days")
+rr("monthly-minus-fifth-weekday", {"rule": "FREQ=MONTHLY;BYDAY=-5WE",
+                                   "dtstart": "2026-02-01T20:00:00+11:00",
+                                   "timezone": "Australia/Sydney"},
+   now="2026-02-10T00:00:00Z", n=3,
+   note="-5 is a valid MONTHLY ordinal (RFC 5545): the fifth-last Wednesday, in months "
+        "with five")
+rr("structured-monthly-minus-fifth", {"freq": "MONTHLY", "by_day": ["-5SA", "-5SU"],
+                                      "dtstart": "2026-01-01T10:00:00Z"},
+   now="2026-03-01T12:00:00Z", n=4)
+rr("yearly-minus-53rd-weekday", {"rule": "FREQ=YEARLY;BYDAY=-53SU",
+                                 "dtstart": "2026-01-01T12:00:00Z"}, n=2,
+   note="-53 is a valid YEARLY ordinal: years with 53 Sundays (2028, 2034)")
+err(A, "ordinal-byday-weekly-raw", RR, {"rule": "FREQ=WEEKLY;BYDAY=2TU",
+                                        "dtstart": "2026-03-03T09:00:00Z"},
+    field="rule", contains=["2TU", "MONTHLY", "YEARLY"],
+    note="RFC 5545: numeric BYDAY only with MONTHLY or YEARLY")
+err(A, "ordinal-byday-daily-structured", RR, {"freq": "DAILY", "by_day": ["-1FR"],
+                                              "dtstart": "2026-03-03T09:00:00Z"},
+    field="by_day", contains=["-1FR", "MONTHLY", "YEARLY"])
+err(A, "ordinal-byday-monthly-6", RR, {"rule": "FREQ=MONTHLY;BYDAY=6TH",
+                                       "dtstart": "2026-03-03T09:00:00Z"},
+    field="rule", contains=["6TH", "-5 to 5"])
 err(A, "count-exhausted-before-now", RR, {"freq": "DAILY", "count": 3,
                                           "dtstart": "2026-03-01T12:00:00Z"},
     field="count", contains="has no occurrence after",

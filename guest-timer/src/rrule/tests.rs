@@ -1000,3 +1000,52 @@ fn set_position_picks_from_whole_periods_after_a_skip() {
         );
     }
 }
+
+#[test]
+fn ordinal_weekdays_follow_rfc_5545() {
+    for rule in [
+        "FREQ=WEEKLY;BYDAY=1MO",
+        "FREQ=DAILY;BYDAY=-1FR",
+        "FREQ=HOURLY;BYDAY=2TU",
+        "FREQ=MONTHLY;BYDAY=6MO",
+        "FREQ=MONTHLY;BYDAY=-6MO",
+        "FREQ=YEARLY;BYDAY=54MO",
+        "FREQ=YEARLY;BYMONTH=3;BYDAY=-6SU",
+        "FREQ=YEARLY;BYWEEKNO=10;BYDAY=1MO",
+        "FREQ=MONTHLY;BYDAY=-5MO,1TU",
+        "FREQ=MONTHLY;BYDAY=-5MO;BYMONTHDAY=1",
+    ] {
+        let err =
+            RruleSchedule::new(rule, utc("2026-03-01T09:00:00Z"), chrono_tz::UTC).expect_err(rule);
+        assert!(err.contains("BYDAY"), "{rule}: {err}");
+    }
+    // −5 (MONTHLY) and −53 (YEARLY) are as valid as 5 and 53.
+    let s = schedule("FREQ=MONTHLY;BYDAY=-5MO", "2026-03-01T09:00:00Z", "UTC");
+    assert_eq!(
+        fires(&s, "2026-03-26T12:00:00Z", 2),
+        ["2026-06-01T09:00:00Z", "2026-08-03T09:00:00Z"]
+    );
+    let s = schedule(
+        "FREQ=MONTHLY;BYDAY=-5FR,-5SA",
+        "2026-01-01T18:00:00Z",
+        "Europe/Berlin",
+    );
+    assert_eq!(
+        fires(&s, "2026-02-01T00:00:00Z", 3),
+        [
+            "2026-05-01T17:00:00Z",
+            "2026-05-02T17:00:00Z",
+            "2026-07-03T17:00:00Z"
+        ]
+    );
+    let s = schedule("FREQ=YEARLY;BYDAY=-53MO", "2023-01-01T09:00:00Z", "UTC");
+    assert_eq!(
+        fires(&s, "2023-06-01T00:00:00Z", 2),
+        ["2024-01-01T09:00:00Z", "2029-01-01T09:00:00Z"]
+    );
+    let s = schedule("FREQ=YEARLY;BYDAY=53MO", "2023-01-01T09:00:00Z", "UTC");
+    assert_eq!(
+        fires(&s, "2023-06-01T00:00:00Z", 2),
+        ["2024-12-30T09:00:00Z", "2029-12-31T09:00:00Z"]
+    );
+}
