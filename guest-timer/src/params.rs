@@ -476,10 +476,22 @@ fn read_rrule(
             (rrule_kind::assemble(&parts)?, None, Some(parts))
         }
     };
-    let schedule = RruleSchedule::new(&text, dtstart, timezone).map_err(|detail| ParamError {
-        field: field.map(str::to_string),
-        message: format!("Failed to parse RRULE for rule {rule_id}: {detail}"),
-    })?;
+    // A start inside a daylight-saving gap keeps its wall time (RFC 5545 §3.3.5).
+    let gap = match get(obj, "dtstart") {
+        Some(Value::String(given)) => datetime::start_in_gap(given, given_zone, timezone),
+        _ => None,
+    };
+    let (dtstart, gap_wall) = match gap {
+        Some((start, wall)) => (start, Some(wall)),
+        None => (dtstart, None),
+    };
+    let schedule =
+        RruleSchedule::with_gap_start(&text, dtstart, timezone, gap_wall).map_err(|detail| {
+            ParamError {
+                field: field.map(str::to_string),
+                message: format!("Failed to parse RRULE for rule {rule_id}: {detail}"),
+            }
+        })?;
     match schedule.next_after(now)? {
         Some(_) => Ok(schedule),
         None => {

@@ -28,7 +28,9 @@
 use std::str::FromStr;
 
 use ::rrule::{Frequency, RRule, RRuleSet, Unvalidated, Validated};
-use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{
+    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc,
+};
 use chrono_tz::Tz;
 
 use crate::datetime;
@@ -64,12 +66,28 @@ pub struct RruleSchedule {
     rrule: RRule<Validated>,
     /// SECONDLY, MINUTELY and HOURLY rules are enumerated here, not by the crate.
     subdaily: Option<SubDaily>,
+    /// The wall time of a `dtstart` that fell in a daylight-saving gap (see
+    /// [`RruleSchedule::with_gap_start`]); `None` otherwise.
+    gap_wall: Option<NaiveDateTime>,
 }
 
 impl RruleSchedule {
     /// Parses `rule` (an `RRULE:` prefix is stripped) with its start and time zone. The error
     /// is a detail sentence; callers prefix it (`Failed to parse RRULE for rule <id>: …`).
     pub fn new(rule: &str, dtstart: DateTime<Utc>, timezone: Tz) -> Result<Self, String> {
+        Self::with_gap_start(rule, dtstart, timezone, None)
+    }
+
+    /// [`RruleSchedule::new`] for a `dtstart` whose local wall time `gap_wall` does not exist
+    /// (a spring-forward gap): `dtstart` is that wall time read with the offset before the
+    /// gap (RFC 5545 §3.3.5, see [`datetime::start_in_gap`]), and the times of day the rule
+    /// takes from its start are the wall time's (02:30), not the instant's (03:30).
+    pub fn with_gap_start(
+        rule: &str,
+        dtstart: DateTime<Utc>,
+        timezone: Tz,
+        gap_wall: Option<NaiveDateTime>,
+    ) -> Result<Self, String> {
         let body = strip_prefix(rule);
         if body.is_empty() {
             return Err("the rule is empty; expected e.g. FREQ=DAILY;BYHOUR=9".to_string());
@@ -88,6 +106,22 @@ impl RruleSchedule {
         let dtstart = DateTime::from_timestamp(dtstart.timestamp(), 0).unwrap_or(dtstart);
         let start = dtstart.with_timezone(&::rrule::Tz::Tz(timezone));
         let subdaily = SubDaily::new(&unvalidated, dtstart, timezone)?;
+        let gap_wall = gap_wall
+            .filter(|_| subdaily.is_none())
+            .map(|w| w.with_nanosecond(0).unwrap_or(w));
+        let mut unvalidated = unvalidated;
+        if let Some(wall) = gap_wall {
+            // The defaults the crate would take from the start's time of day, from the wall.
+            if unvalidated.get_by_hour().is_empty() {
+                unvalidated = unvalidated.by_hour(vec![wall.hour() as u8]);
+            }
+            if unvalidated.get_by_minute().is_empty() {
+                unvalidated = unvalidated.by_minute(vec![wall.minute() as u8]);
+            }
+            if unvalidated.get_by_second().is_empty() {
+                unvalidated = unvalidated.by_second(vec![wall.second() as u8]);
+            }
+        }
         let rrule = for_the_crate(unvalidated)?
             .validate(start)
             .map_err(|e| e.to_string())?;
@@ -98,6 +132,7 @@ impl RruleSchedule {
             start,
             rrule,
             subdaily,
+            gap_wall,
         })
     }
 
@@ -114,6 +149,11 @@ impl RruleSchedule {
     /// The time zone the rule is evaluated in.
     pub fn timezone(&self) -> Tz {
         self.timezone
+    }
+
+    /// The wall time of a start inside a daylight-saving gap, if it was one.
+    pub fn gap_wall(&self) -> Option<NaiveDateTime> {
+        self.gap_wall
     }
 
     /// The first occurrence strictly after `after`; `None` when the rule has run out (or no

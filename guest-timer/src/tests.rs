@@ -536,3 +536,50 @@ fn validate_parsed_over_the_conformance_cases() {
         "{accepted} accepted, {refused} refused"
     );
 }
+
+/// Successive fires of validated params, through the spec text as the host uses it.
+fn fires_of(trigger_ref: &str, params: &str, now: &str, n: usize) -> Vec<String> {
+    let v = validate(&rule(Some(trigger_ref), params), utc(now))
+        .unwrap_or_else(|e| panic!("{params}: {e}"));
+    let mut at = utc(now);
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let next = next_fire(&v.spec, at, at).unwrap().expect("a next fire");
+        out.push(datetime::format_utc(next));
+        at = next;
+    }
+    out
+}
+
+#[test]
+fn rrule_start_in_a_dst_gap_keeps_its_wall_time() {
+    // 02:30 does not exist on 2026-03-29 in Berlin: the start is read with the offset before
+    // the gap (01:30Z), and later days fire at 02:30 local (00:30Z).
+    let params =
+        r#"{"rule":"FREQ=DAILY","dtstart":"2026-03-29T02:30:00","timezone":"Europe/Berlin"}"#;
+    assert_eq!(
+        fires_of("core.rruletimer", params, "2026-03-28T12:00:00Z", 3),
+        [
+            "2026-03-29T01:30:00Z",
+            "2026-03-30T00:30:00Z",
+            "2026-03-31T00:30:00Z"
+        ]
+    );
+    let v = validate(
+        &rule(Some("core.rruletimer"), params),
+        utc("2026-03-28T12:00:00Z"),
+    )
+    .unwrap();
+    assert!(
+        v.spec.contains(r#""dtstart":"2026-03-29T02:30:00+01:00""#),
+        "{}",
+        v.spec
+    );
+    // The same start written with the offset before the gap; weekly, in New York.
+    let params =
+        r#"{"freq":"WEEKLY","dtstart":"2026-03-08T02:15:00-05:00","timezone":"America/New_York"}"#;
+    assert_eq!(
+        fires_of("core.rruletimer", params, "2026-03-01T00:00:00Z", 2),
+        ["2026-03-08T07:15:00Z", "2026-03-15T06:15:00Z"]
+    );
+}

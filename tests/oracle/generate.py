@@ -725,6 +725,22 @@ ok_rrule(A, "berlin-repeated-rfc5545", RR, {"freq": "DAILY",
                                             "timezone": "Europe/Berlin"},
          now="2026-10-24T12:00:00Z", n=3,
          note="RFC 5545 3.3.5: a repeated local time means its first occurrence")
+ok_rrule(A, "new-york-naive-dtstart-in-gap", RR, {"freq": "DAILY",
+                                                 "dtstart": "2026-03-08T02:20:00",
+                                                 "timezone": "America/New_York"},
+         now="2026-03-07T12:00:00Z", n=3,
+         note="a naive dtstart in the gap is read with the offset before it (RFC 5545 "
+              "3.3.5): 02:20 EST = 07:20Z, i.e. 03:20 EDT; later days keep 02:20 local")
+ok_rrule(A, "sydney-naive-dtstart-in-gap-weekly", RR, {"rule": "FREQ=WEEKLY;BYDAY=SU,WE",
+                                                       "dtstart": "2026-10-04T02:45:00",
+                                                       "timezone": "Australia/Sydney"},
+         now="2026-10-01T00:00:00Z", n=4)
+ok_rrule(A, "berlin-offset-before-gap-dtstart", RR, {"freq": "MONTHLY",
+                                                     "dtstart": "2027-03-28T02:10:00+01:00",
+                                                     "timezone": "Europe/Berlin"},
+         now="2027-03-01T00:00:00Z", n=3,
+         note="written with the offset before the gap, the start is the same as the naive "
+              "02:10: later months fire at 02:10 local")
 
 # ============================================================================= core.timer tags
 A = "core-timer"

@@ -408,7 +408,20 @@ def rrule_body(params: dict) -> str:
 def rrule_next(params: dict, after: dt.datetime):
     tzname = params.get("timezone", "UTC")
     tz = zone(tzname)
-    dtstart = parse_instant(params["dtstart"]).astimezone(tz)
+    text = params["dtstart"]
+    naive = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if naive.tzinfo is None:
+        # A naive start is a wall time in the rule's zone; fold=0 reads a time in a gap with
+        # the offset before it and a repeated time as its first occurrence (RFC 5545 3.3.5),
+        # and dateutil keeps the wall time (02:30) for later days.
+        dtstart = naive.replace(tzinfo=tz, fold=0)
+    else:
+        dtstart = naive.astimezone(tz)
+        wall = naive.replace(tzinfo=None)
+        if (naive.utcoffset() == wall.replace(tzinfo=tz, fold=0).utcoffset()
+                and resolve_local(wall, tz)[0] == "gap"):
+            # Written with the offset before a gap: the same start as the naive wall time.
+            dtstart = wall.replace(tzinfo=tz, fold=0)
     rule = du_rrule.rrulestr(rrule_body(params), dtstart=dtstart)
     # iterate wall-time occurrences from a day before `after` and pick the first real
     # instant strictly after it
