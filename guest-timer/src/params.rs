@@ -20,7 +20,7 @@ use crate::interval::{IntervalSchedule, Unit, UNIT_NAMES};
 use crate::oneshot::OneShotSchedule;
 use crate::rrule::{self as rrule_kind, RruleSchedule, RuleParts, FREQUENCIES};
 use crate::spec::TimerSpec;
-use crate::{RuleInput, TimerKind};
+use crate::{RuleInput, TimerKind, MAX_HORIZON_TEXT};
 
 /// The trigger refs handled, in the order `describe` lists them.
 pub const TRIGGER_REFS: [&str; 5] = [
@@ -341,6 +341,16 @@ fn read_cron(
         None => return Err(missing()),
     };
     match schedule.next_after(now)? {
+        Some(next) if crate::beyond_horizon(now, next) => Err(ParamError::field(
+            "expression",
+            format!(
+                "Cron expression '{}' first fires at {}, more than {MAX_HORIZON_TEXT} after \
+                 now ({}); the limit is {MAX_HORIZON_TEXT}",
+                schedule.expression(),
+                format_utc(next),
+                format_utc(now)
+            ),
+        )),
         Some(_) => Ok(schedule),
         None => Err(ParamError::field(
             "expression",
@@ -429,6 +439,17 @@ fn read_one_shot(
             ),
         ));
     }
+    if crate::beyond_horizon(now, fire_at) {
+        return Err(ParamError::field(
+            field,
+            format!(
+                "DateTime timer fire_at {} is more than {MAX_HORIZON_TEXT} after now ({}); \
+                 the limit is {MAX_HORIZON_TEXT}",
+                format_utc(fire_at),
+                format_utc(now)
+            ),
+        ));
+    }
     Ok(OneShotSchedule::new(fire_at, timezone))
 }
 
@@ -493,6 +514,24 @@ fn read_rrule(
             }
         })?;
     match schedule.next_after(now)? {
+        Some(next) if crate::beyond_horizon(now, next) => {
+            let field = if crate::beyond_horizon(now, schedule.dtstart()) {
+                "dtstart"
+            } else if parts.is_some() {
+                "freq"
+            } else {
+                "rule"
+            };
+            Err(ParamError::field(
+                field,
+                format!(
+                    "RRULE '{text}' first fires at {}, more than {MAX_HORIZON_TEXT} after now \
+                     ({}); the limit is {MAX_HORIZON_TEXT}",
+                    format_utc(next),
+                    format_utc(now)
+                ),
+            ))
+        }
         Some(_) => Ok(schedule),
         None => {
             let field = match &parts {

@@ -583,3 +583,56 @@ fn rrule_start_in_a_dst_gap_keeps_its_wall_time() {
         ["2026-03-08T07:15:00Z", "2026-03-15T06:15:00Z"]
     );
 }
+
+#[test]
+fn fires_beyond_the_horizon_are_refused_at_validation() {
+    let now = utc("2026-03-30T07:30:00Z");
+    for (trigger_ref, params, field) in [
+        (
+            "core.datetimetimer",
+            r#"{"fire_at":"5000-01-01T00:00:00Z"}"#,
+            "fire_at",
+        ),
+        (
+            "core.crontimer",
+            r#"{"expression":"0 0 0 1 1 * 3100"}"#,
+            "expression",
+        ),
+        (
+            "core.rruletimer",
+            r#"{"rule":"FREQ=YEARLY","dtstart":"3500-01-01T00:00:00Z"}"#,
+            "dtstart",
+        ),
+        (
+            "core.rruletimer",
+            r#"{"rule":"FREQ=YEARLY;INTERVAL=1500","dtstart":"2000-01-01T00:00:00Z"}"#,
+            "rule",
+        ),
+    ] {
+        let err = validate(&rule(Some(trigger_ref), params), now).expect_err(params);
+        assert_eq!(err.field.as_deref(), Some(field), "{params}: {err}");
+        assert!(err.message.contains("1000 years"), "{params}: {err}");
+    }
+    // Just inside the horizon is fine.
+    let v = validate(
+        &rule(
+            Some("core.datetimetimer"),
+            r#"{"fire_at":"3025-01-01T00:00:00Z"}"#,
+        ),
+        now,
+    )
+    .unwrap();
+    assert!(next_fire(&v.spec, now, now).unwrap().is_some());
+    // A later fire beyond the horizon ends the schedule rather than failing the call.
+    let v = validate(
+        &rule(
+            Some("core.crontimer"),
+            r#"{"expression":"0 0 0 1 1 * 2027,3100"}"#,
+        ),
+        now,
+    )
+    .unwrap();
+    let first = next_fire(&v.spec, now, now).unwrap().unwrap();
+    assert_eq!(first, utc("2027-01-01T00:00:00Z"));
+    assert_eq!(next_fire(&v.spec, now, first).unwrap(), None);
+}

@@ -522,6 +522,13 @@ err(A, "past-far", DT, {"fire_at": "2020-01-01T00:00:00Z"}, field="fire_at",
 err(A, "past-by-offset", DT, {"fire_at": "2026-03-30T09:00:00+02:00"}, field="fire_at",
     contains="DateTime timer fire_at must be in the future",
     note="09:00+02:00 is 07:00Z, before now")
+ok_oneshot(A, "within-1000-years", DT, {"fire_at": "3000-01-01T00:00:00Z"},
+           "3000-01-01T00:00:00Z", note="inside the 1000-year horizon (365,000 days)")
+err(A, "beyond-1000-years", DT, {"fire_at": "4200-06-01T00:00:00+02:00"}, field="fire_at",
+    contains=["1000 years", "4200-05-31T22:00:00Z"],
+    note="the host refuses fires more than 1000 years ahead; refused at validation")
+err(A, "beyond-1000-years-year-9999", DT, {"fire_at": "9999-12-31T23:59:59Z"},
+    field="fire_at", contains="1000 years")
 err(A, "missing", DT, {"timezone": "UTC"}, field="fire_at",
     contains="Missing 'fire_at' field in params")
 err(A, "garbage", DT, {"fire_at": "tomorrow"}, field="fire_at")
@@ -853,6 +860,14 @@ for nm, expr in [
     ("nth-6", "0 9 * * MON#6"), ("reversed-range", "0 30-10 * * *"), ("step-zero", "*/0 * * * *"),
 ]:
     err(A, f"cron-{nm}", CR, {"expression": expr}, field="expression")
+err(A, "cron-beyond-1000-years", CR, {"expression": "0 0 12 * * ? 3050-3060"},
+    field="expression", contains=["1000 years", "3050-01-01T12:00:00Z"])
+err(A, "rrule-beyond-1000-years-dtstart", RR, {"freq": "MONTHLY",
+                                               "dtstart": "3200-02-01T00:00:00Z"},
+    field="dtstart", contains="1000 years")
+err(A, "rrule-beyond-1000-years-interval", RR, {"rule": "FREQ=YEARLY;INTERVAL=2000",
+                                                "dtstart": "2020-05-01T00:00:00Z"},
+    field="rule", contains="1000 years")
 err(A, "cron-missing-expression", CR, {"timezone": "UTC"}, field="expression",
     contains="Missing or invalid 'expression' field in params")
 err(A, "cron-expression-number", CR, {"expression": 5}, field="expression",
