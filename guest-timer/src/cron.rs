@@ -17,6 +17,11 @@
 //! are searched here on the local wall clock (croner itself only treats single values so).
 //! Every other expression fires on real elapsed instants (no gap, no double), as croner does.
 //!
+//! Before croner parses an expression, `syntax` checks it strictly (names only in the month
+//! and day-of-week fields, no empty list items, no reversed ranges, `n#k` and `nL` not
+//! mixed), so that croner's leniencies do not turn typos into schedules, and errors name the
+//! field, the value and what the field accepts.
+//!
 //! Two additions around croner:
 //! - `@midnight` (a Vixie macro croner lacks) is read as `@daily`;
 //! - quartz-style steps without a range (`0/5`, `/5`) are accepted ("sloppy ranges"), since
@@ -32,7 +37,9 @@ use croner::parser::{CronParser, Seconds, Year};
 use croner::{Cron, Weekday};
 
 use crate::datetime::resolve_local;
-use crate::error::ParamError;
+use crate::error::{excerpt, ParamError};
+
+mod syntax;
 
 /// The longest expression accepted; real ones are far shorter.
 pub const MAX_EXPRESSION_LEN: usize = 1000;
@@ -41,6 +48,17 @@ pub const MAX_EXPRESSION_LEN: usize = 1000;
 const ACCEPTED: &str = "expected 5 fields (minute hour day-of-month month day-of-week), 6 \
     (second first), 7 (with a trailing year) or one of @yearly, @annually, @monthly, @weekly, \
     @daily, @midnight, @hourly";
+
+/// The macros accepted.
+const MACROS: [&str; 7] = [
+    "@yearly",
+    "@annually",
+    "@monthly",
+    "@weekly",
+    "@daily",
+    "@midnight",
+    "@hourly",
+];
 
 /// A validated cron schedule: the expression as the user wrote it, its time zone and the
 /// parsed pattern.
@@ -74,18 +92,45 @@ impl CronSchedule {
                 format!("The cron expression is longer than {MAX_EXPRESSION_LEN} characters"),
             ));
         }
+        if expression.starts_with('@') {
+            if !MACROS.iter().any(|m| m.eq_ignore_ascii_case(expression)) {
+                return Err(ParamError::field(
+                    "expression",
+                    format!(
+                        "Invalid cron expression '{}': unknown macro; expected one of {}",
+                        excerpt(expression),
+                        MACROS.join(", ")
+                    ),
+                ));
+            }
+        } else if let Err(detail) = syntax::check(expression) {
+            let fields = expression.split_whitespace().count();
+            let accepted = if syntax::layout(fields).is_none() {
+                format!("; {ACCEPTED}")
+            } else {
+                String::new()
+            };
+            return Err(ParamError::field(
+                "expression",
+                format!(
+                    "Invalid cron expression '{}': {detail}{accepted}",
+                    excerpt(expression)
+                ),
+            ));
+        }
         let cron = parse(expression).map_err(|e| {
             ParamError::field(
                 "expression",
-                format!("Invalid cron expression '{expression}': {e}; {ACCEPTED}"),
+                format!("Invalid cron expression '{}': {e}", excerpt(expression)),
             )
         })?;
         if !dates_can_match(&cron) {
             return Err(ParamError::field(
                 "expression",
                 format!(
-                    "Cron expression '{expression}' never fires: no date matches its \
-                     day-of-month, month and day-of-week fields"
+                    "Cron expression '{}' never fires: no date matches its day-of-month, \
+                     month and day-of-week fields together (e.g. day 30 in February)",
+                    excerpt(expression)
                 ),
             ));
         }
@@ -133,7 +178,7 @@ impl CronSchedule {
                         "expression",
                         format!(
                             "Could not compute the next fire of cron expression '{}': {e}",
-                            self.expression
+                            excerpt(&self.expression)
                         ),
                     ))
                 }
@@ -143,7 +188,7 @@ impl CronSchedule {
             "expression",
             format!(
                 "Could not compute the next fire of cron expression '{}'",
-                self.expression
+                excerpt(&self.expression)
             ),
         ))
     }
@@ -177,7 +222,7 @@ impl CronSchedule {
                         "expression",
                         format!(
                             "Could not compute the next fire of cron expression '{}': {e}",
-                            self.expression
+                            excerpt(&self.expression)
                         ),
                     ))
                 }
@@ -187,7 +232,7 @@ impl CronSchedule {
             "expression",
             format!(
                 "Could not compute the next fire of cron expression '{}'",
-                self.expression
+                excerpt(&self.expression)
             ),
         ))
     }
@@ -376,11 +421,14 @@ pub fn blame_stackstorm_field(fields: &StackStormFields) -> Option<ParamError> {
         *slot = Some(value.clone());
         let error = match assemble_stackstorm(&alone) {
             Err(e) => return Some(e),
-            Ok(expression) => parse(&expression).err()?,
+            Ok(expression) => match syntax::check(&expression) {
+                Err(detail) => detail,
+                Ok(()) => parse(&expression).err()?.to_string(),
+            },
         };
         Some(ParamError::field(
             name,
-            format!("Invalid '{name}' value '{value}': {error}"),
+            format!("Invalid '{name}' value '{}': {error}", excerpt(value)),
         ))
     })
 }

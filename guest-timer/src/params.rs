@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::cron::{self, CronSchedule, StackStormFields};
 use crate::datetime::{self, format_utc, parse_timezone};
-use crate::error::ParamError;
+use crate::error::{excerpt, ParamError};
 use crate::interval::{IntervalSchedule, Unit, UNIT_NAMES};
 use crate::oneshot::OneShotSchedule;
 use crate::rrule::{self as rrule_kind, RruleSchedule, RuleParts, FREQUENCIES};
@@ -346,7 +346,7 @@ fn read_cron(
             format!(
                 "Cron expression '{}' first fires at {}, more than {MAX_HORIZON_TEXT} after \
                  now ({}); the limit is {MAX_HORIZON_TEXT}",
-                schedule.expression(),
+                excerpt(schedule.expression()),
                 format_utc(next),
                 format_utc(now)
             ),
@@ -356,7 +356,7 @@ fn read_cron(
             "expression",
             format!(
                 "Cron expression '{}' never fires after {} (in {})",
-                schedule.expression(),
+                excerpt(schedule.expression()),
                 format_utc(now),
                 timezone.name()
             ),

@@ -868,6 +868,27 @@ err(A, "rrule-beyond-1000-years-dtstart", RR, {"freq": "MONTHLY",
 err(A, "rrule-beyond-1000-years-interval", RR, {"rule": "FREQ=YEARLY;INTERVAL=2000",
                                                 "dtstart": "2020-05-01T00:00:00Z"},
     field="rule", contains="1000 years")
+for nm, expr, says in [
+    ("month-name-in-dow-field", "0 0 * * JAN", ["day-of-week field 'JAN'", "SUN-SAT"]),
+    ("weekday-name-in-month-field", "30 6 1 FRI *", ["month field 'FRI'", "JAN-DEC"]),
+    ("month-name-in-hour-field", "0 MAR * * *", ["hour field 'MAR'", "0-23"]),
+    ("nth-with-last", "0 9 * * 2#4L", ["'#4L'", "1 to 5"]),
+    ("empty-list-item", "0 8,,20 * * *", ["hour field '8,,20'", "empty list item"]),
+    ("leading-comma", "0 0 ,15 * *", ["day-of-month field ',15'", "empty list item"]),
+    ("trailing-comma", "5, * * * *", ["minute field '5,'", "empty list item"]),
+    ("reversed-hour-range", "0 22-6 * * *", ["hour field '22-6'", "reversed range"]),
+    ("reversed-month-names", "0 0 1 NOV-FEB *", ["month field 'NOV-FEB'", "reversed range"]),
+    ("six-field-hint", "0 0 30 1 * *", ["hour field '30'", "0-23",
+                                        "with 6 fields the first is the second"]),
+    ("long-weekday-name", "0 0 * * FRIDAY", ["day-of-week field 'FRIDAY'", "three-letter"]),
+    ("dow-l-alone", "0 12 * * L", ["'L' alone", "5L"]),
+    ("minute-out-of-range-message", "75 * * * *", ["minute field '75'", "out of range 0-59"]),
+    ("wrong-field-count-lists-macros", "0 0 * *", ["4 fields", "expected 5 fields", "@daily"]),
+]:
+    err(A, f"cron-{nm}", CR, {"expression": expr}, field="expression", contains=says)
+err(A, "cron-huge-expression-quoted-short", CR, {"expression": "0 0 * * " + "1," * 300 + "x"},
+    field="expression", contains=["day-of-week field '1,1,1,", "…"],
+    note="values quoted in messages are short excerpts")
 err(A, "cron-missing-expression", CR, {"timezone": "UTC"}, field="expression",
     contains="Missing or invalid 'expression' field in params")
 err(A, "cron-expression-number", CR, {"expression": 5}, field="expression",
