@@ -508,11 +508,24 @@ fn read_rrule(
     };
     let schedule =
         RruleSchedule::with_gap_start(&text, dtstart, timezone, gap_wall).map_err(|detail| {
+            // The platform's prefix names the rule; a rule id of 0 (a rule not stored yet)
+            // names nothing.
+            let prefix = if rule_id == 0 {
+                "Failed to parse RRULE".to_string()
+            } else {
+                format!("Failed to parse RRULE for rule {rule_id}")
+            };
             ParamError {
-                field: field.map(str::to_string),
-                message: format!("Failed to parse RRULE for rule {rule_id}: {detail}"),
+                field: Some(
+                    field
+                        .or_else(|| structured_field_of(&detail))
+                        .unwrap_or("freq")
+                        .to_string(),
+                ),
+                message: format!("{prefix}: {detail}"),
             }
         })?;
+    let shown = excerpt(&text);
     match schedule.next_after(now)? {
         Some(next) if crate::beyond_horizon(now, next) => {
             let field = if crate::beyond_horizon(now, schedule.dtstart()) {
@@ -525,7 +538,7 @@ fn read_rrule(
             Err(ParamError::field(
                 field,
                 format!(
-                    "RRULE '{text}' first fires at {}, more than {MAX_HORIZON_TEXT} after now \
+                    "RRULE '{shown}' first fires at {}, more than {MAX_HORIZON_TEXT} after now \
                      ({}); the limit is {MAX_HORIZON_TEXT}",
                     format_utc(next),
                     format_utc(now)
@@ -534,23 +547,64 @@ fn read_rrule(
         }
         Some(_) => Ok(schedule),
         None => {
+            // Whether the rule has any occurrence at all, from its start on.
+            let ever = DateTime::from_timestamp(schedule.dtstart().timestamp() - 1, 0)
+                .map(|before| schedule.next_after(before))
+                .transpose()?
+                .flatten();
             let field = match &parts {
                 None => "rule",
                 Some(p) if p.until.is_some() => "until",
                 Some(p) if p.count.is_some() => "count",
                 Some(_) => "freq",
             };
-            Err(ParamError::field(
-                field,
-                format!(
-                    "RRULE '{text}' (from {}) has no occurrence after now ({}); the schedule has \
-                     already ended",
+            let message = match ever {
+                Some(last_seen) if last_seen <= now => format!(
+                    "RRULE '{shown}' (from {}) has no occurrence after now ({}); the schedule \
+                     has already ended",
                     format_utc(schedule.dtstart()),
                     format_utc(now)
                 ),
+                _ => format!(
+                    "RRULE '{shown}' (from {}) has no occurrence at all: no date matches its \
+                     parts together (e.g. BYMONTH=2;BYMONTHDAY=30)",
+                    format_utc(schedule.dtstart())
+                ),
+            };
+            Err(ParamError::field(
+                if parts.is_some() && ever.is_none() {
+                    "freq"
+                } else {
+                    field
+                },
+                message,
             ))
         }
     }
+}
+
+/// The structured field an RRULE detail message is about, by the part it names first.
+fn structured_field_of(detail: &str) -> Option<&'static str> {
+    const PARTS: [(&str, &str); 13] = [
+        ("BYMONTHDAY", "by_month_day"),
+        ("BYMONTH", "by_month"),
+        ("BYYEARDAY", "by_year_day"),
+        ("BYWEEKNO", "by_week_no"),
+        ("BYHOUR", "by_hour"),
+        ("BYMINUTE", "by_minute"),
+        ("BYSECOND", "by_second"),
+        ("BYSETPOS", "by_set_pos"),
+        ("BYDAY", "by_day"),
+        ("UNTIL", "until"),
+        ("COUNT", "count"),
+        ("INTERVAL", "interval"),
+        ("WKST", "week_start"),
+    ];
+    PARTS
+        .iter()
+        .filter_map(|(part, field)| detail.find(part).map(|at| (at, *field)))
+        .min_by_key(|(at, _)| *at)
+        .map(|(_, field)| field)
 }
 
 /// A date-time field: `None` if absent; an error if present but unreadable.

@@ -34,7 +34,7 @@ use chrono::{
 use chrono_tz::Tz;
 
 use crate::datetime;
-use crate::error::ParamError;
+use crate::error::{excerpt, ParamError};
 
 mod subdaily;
 
@@ -120,6 +120,16 @@ impl RruleSchedule {
             }
             if unvalidated.get_by_second().is_empty() {
                 unvalidated = unvalidated.by_second(vec![wall.second() as u8]);
+            }
+        }
+        if let Some(until) = unvalidated.get_until() {
+            if until.with_timezone(&Utc) < dtstart {
+                return Err(format!(
+                    "UNTIL {} is before dtstart {}, so the rule has no occurrence; give an \
+                     UNTIL at or after the start",
+                    datetime::format_utc(until.with_timezone(&Utc)),
+                    datetime::format_utc(dtstart)
+                ));
             }
         }
         let rrule = for_the_crate(unvalidated)?
@@ -302,12 +312,23 @@ fn parse_body(body: &str, timezone: Tz) -> Result<RRule<Unvalidated>, String> {
         let (key, value) = part
             .split_once('=')
             .map(|(k, v)| (k.trim(), v.trim()))
-            .ok_or_else(|| format!("'{part}' is not NAME=VALUE"))?;
+            .ok_or_else(|| {
+                format!(
+                    "'{}' is not NAME=VALUE; expected parts like FREQ=WEEKLY;BYDAY=MO",
+                    excerpt(part)
+                )
+            })?;
         if seen.contains(&key) {
-            return Err(format!("{key} is given twice"));
+            return Err(format!("{} is given twice", excerpt(key)));
         }
         seen.push(key);
-        let bad = |what: &str| format!("{key}={value} is invalid; expected {what}");
+        let bad = |what: &str| {
+            format!(
+                "{}={} is invalid; expected {what}",
+                excerpt(key),
+                excerpt(value)
+            )
+        };
         rule = match key {
             "FREQ" => {
                 freq = Some(
@@ -337,7 +358,8 @@ fn parse_body(body: &str, timezone: Tz) -> Result<RRule<Unvalidated>, String> {
                 weekday(value).ok_or_else(|| bad("one of MO, TU, WE, TH, FR, SA, SU"))?,
             ),
             "BYSETPOS" => rule.by_set_pos(
-                numbers(value, -366, 366).ok_or_else(|| bad("numbers from -366 to 366"))?,
+                numbers(value, -366, 366)
+                    .ok_or_else(|| bad("numbers from -366 to -1 or 1 to 366"))?,
             ),
             "BYMONTH" => {
                 let months: Vec<chrono::Month> = numbers::<u8>(value, 1, 12)
@@ -348,13 +370,15 @@ fn parse_body(body: &str, timezone: Tz) -> Result<RRule<Unvalidated>, String> {
                 rule.by_month(&months)
             }
             "BYMONTHDAY" => rule.by_month_day(
-                numbers(value, -31, 31).ok_or_else(|| bad("numbers from -31 to 31"))?,
+                numbers(value, -31, 31).ok_or_else(|| bad("numbers from -31 to -1 or 1 to 31"))?,
             ),
             "BYYEARDAY" => rule.by_year_day(
-                numbers(value, -366, 366).ok_or_else(|| bad("numbers from -366 to 366"))?,
+                numbers(value, -366, 366)
+                    .ok_or_else(|| bad("numbers from -366 to -1 or 1 to 366"))?,
             ),
-            "BYWEEKNO" => rule
-                .by_week_no(numbers(value, -53, 53).ok_or_else(|| bad("numbers from -53 to 53"))?),
+            "BYWEEKNO" => rule.by_week_no(
+                numbers(value, -53, 53).ok_or_else(|| bad("numbers from -53 to -1 or 1 to 53"))?,
+            ),
             "BYHOUR" => {
                 rule.by_hour(numbers(value, 0, 23).ok_or_else(|| bad("numbers from 0 to 23"))?)
             }
@@ -362,7 +386,7 @@ fn parse_body(body: &str, timezone: Tz) -> Result<RRule<Unvalidated>, String> {
                 rule.by_minute(numbers(value, 0, 59).ok_or_else(|| bad("numbers from 0 to 59"))?)
             }
             "BYSECOND" => {
-                rule.by_second(numbers(value, 0, 60).ok_or_else(|| bad("numbers from 0 to 60"))?)
+                rule.by_second(numbers(value, 0, 59).ok_or_else(|| bad("numbers from 0 to 59"))?)
             }
             "BYDAY" => {
                 let days = value
@@ -374,9 +398,10 @@ fn parse_body(body: &str, timezone: Tz) -> Result<RRule<Unvalidated>, String> {
             }
             _ => {
                 return Err(format!(
-                    "unknown RRULE part '{key}'; expected FREQ, INTERVAL, COUNT, UNTIL, BYDAY, \
+                    "unknown RRULE part '{}'; expected FREQ, INTERVAL, COUNT, UNTIL, BYDAY, \
                      BYMONTHDAY, BYMONTH, BYYEARDAY, BYWEEKNO, BYHOUR, BYMINUTE, BYSECOND, \
-                     BYSETPOS or WKST"
+                     BYSETPOS or WKST",
+                    excerpt(key)
                 ))
             }
         };
@@ -474,13 +499,14 @@ fn for_the_crate(rule: RRule<Unvalidated>) -> Result<RRule<Unvalidated>, String>
     })
 }
 
-/// A comma-separated list of numbers, each in `min..=max`.
+/// A comma-separated list of numbers, each in `min..=max` (not 0 when `min` is negative).
 fn numbers<T: TryFrom<i16>>(value: &str, min: i16, max: i16) -> Option<Vec<T>> {
     value
         .split(',')
         .map(|item| {
             let n: i16 = item.trim().parse().ok()?;
-            if n < min || n > max {
+            // RFC 5545 gives no 0 in the ranges that count from both ends.
+            if n < min || n > max || (n == 0 && min < 0) {
                 return None;
             }
             T::try_from(n).ok()
@@ -543,10 +569,14 @@ fn until_in_utc(value: &str, timezone: Tz) -> Result<String, String> {
                 .ok()
                 .and_then(|d| d.and_hms_opt(23, 59, 59))
         });
-    let naive = naive
-        .ok_or_else(|| format!("UNTIL value '{value}' is not a date-time like 20261231T235959Z"))?;
+    let naive = naive.ok_or_else(|| {
+        format!(
+            "UNTIL value '{}' is not a date-time like 20261231T235959Z",
+            excerpt(value)
+        )
+    })?;
     let utc = datetime::resolve_local(&timezone, naive)
-        .ok_or_else(|| format!("UNTIL value '{value}' is out of range"))?;
+        .ok_or_else(|| format!("UNTIL value '{}' is out of range", excerpt(value)))?;
     Ok(utc.format("%Y%m%dT%H%M%SZ").to_string())
 }
 
@@ -657,7 +687,7 @@ pub fn assemble(parts: &RuleParts) -> Result<String, ParamError> {
     )?;
     list_part(&mut out, "BYHOUR", "by_hour", &parts.by_hour, 0, 23)?;
     list_part(&mut out, "BYMINUTE", "by_minute", &parts.by_minute, 0, 59)?;
-    list_part(&mut out, "BYSECOND", "by_second", &parts.by_second, 0, 60)?;
+    list_part(&mut out, "BYSECOND", "by_second", &parts.by_second, 0, 59)?;
     list_part(
         &mut out,
         "BYSETPOS",

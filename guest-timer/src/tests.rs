@@ -636,3 +636,56 @@ fn fires_beyond_the_horizon_are_refused_at_validation() {
     assert_eq!(first, utc("2027-01-01T00:00:00Z"));
     assert_eq!(next_fire(&v.spec, now, first).unwrap(), None);
 }
+
+#[test]
+fn rrule_errors_say_what_is_wrong() {
+    let now = utc("2026-03-30T07:30:00Z");
+    let error = |id: i64, params: &str| {
+        validate(
+            &RuleInput {
+                id,
+                rule_ref: "r",
+                trigger_ref: Some("core.rruletimer"),
+                params,
+            },
+            now,
+        )
+        .unwrap_err()
+    };
+    // No "for rule 0" for a rule without an id yet.
+    let err = error(
+        0,
+        r#"{"rule":"FREQ=SOMETIMES","dtstart":"2026-03-01T00:00:00Z"}"#,
+    );
+    assert!(err.message.starts_with("Failed to parse RRULE: "), "{err}");
+    let err = error(
+        5,
+        r#"{"rule":"FREQ=SOMETIMES","dtstart":"2026-03-01T00:00:00Z"}"#,
+    );
+    assert!(
+        err.message
+            .starts_with("Failed to parse RRULE for rule 5: "),
+        "{err}"
+    );
+    // A rule that never matches is not "already ended", even with a future start.
+    let err = error(
+        5,
+        r#"{"rule":"FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30","dtstart":"2027-01-01T00:00:00Z"}"#,
+    );
+    assert_eq!(err.field.as_deref(), Some("rule"));
+    assert!(err.message.contains("no occurrence at all"), "{err}");
+    assert!(!err.message.contains("already ended"), "{err}");
+    let err = error(
+        5,
+        r#"{"freq":"DAILY","count":2,"dtstart":"2026-03-01T00:00:00Z"}"#,
+    );
+    assert_eq!(err.field.as_deref(), Some("count"));
+    assert!(err.message.contains("already ended"), "{err}");
+    // UNTIL before the start, structured: the until field, and no crate wording.
+    let err = error(
+        5,
+        r#"{"freq":"DAILY","until":"2026-05-01T00:00:00Z","dtstart":"2026-06-01T00:00:00Z"}"#,
+    );
+    assert_eq!(err.field.as_deref(), Some("until"), "{err}");
+    assert!(err.message.contains("is before dtstart"), "{err}");
+}

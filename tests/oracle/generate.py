@@ -719,6 +719,31 @@ err(A, "raw-unparsable", RR, {"rule": "FREQ=SOMETIMES", "dtstart": "2026-03-01T1
     rule_id=42, contains="Failed to parse RRULE for rule 42")
 err(A, "raw-without-freq", RR, {"rule": "BYDAY=MO", "dtstart": "2026-03-01T12:00:00Z"},
     rule_id=7, contains="Failed to parse RRULE for rule 7")
+err(A, "raw-bymonthday-zero", RR, {"rule": "FREQ=MONTHLY;BYMONTHDAY=0",
+                                   "dtstart": "2026-03-01T12:00:00Z"},
+    field="rule", contains=["BYMONTHDAY=0", "-31 to -1 or 1 to 31"],
+    note="0 is refused in raw rules as in the structured field")
+err(A, "raw-bysecond-60", RR, {"rule": "FREQ=MINUTELY;BYSECOND=60",
+                               "dtstart": "2026-03-01T12:00:00Z"},
+    field="rule", contains=["BYSECOND=60", "0 to 59"])
+err(A, "structured-bysecond-60", RR, {"freq": "DAILY", "by_second": [0, 60],
+                                      "dtstart": "2026-03-01T12:00:00Z"},
+    field="by_second", contains=["60", "0 to 59"])
+err(A, "raw-until-before-dtstart", RR, {"rule": "FREQ=WEEKLY;UNTIL=20260201T000000Z",
+                                        "dtstart": "2026-04-06T09:00:00Z"},
+    field="rule", contains=["UNTIL 2026-02-01T00:00:00Z is before dtstart"])
+err(A, "structured-until-before-dtstart", RR, {"freq": "DAILY",
+                                               "until": "2026-04-01T00:00:00Z",
+                                               "dtstart": "2026-05-01T00:00:00Z"},
+    field="until", contains=["is before dtstart"])
+err(A, "never-matches-future-dtstart", RR, {"rule": "FREQ=YEARLY;BYMONTH=4;BYMONTHDAY=31",
+                                            "dtstart": "2026-06-01T00:00:00Z"},
+    field="rule", contains=["no occurrence at all"],
+    note="a rule that can never match is not reported as having ended")
+err(A, "parse-error-rule-id-0", RR, {"rule": "FREQ=DAILY;COLOUR=RED",
+                                     "dtstart": "2026-03-01T12:00:00Z"}, rule_id=0,
+    field="rule", contains=["Failed to parse RRULE: ", "COLOUR"],
+    note="a rule id of 0 (not stored yet) is not named")
 err(A, "bad-dtstart", RR, {"freq": "DAILY", "dtstart": "yesterday"}, field="dtstart")
 
 A = "rrule-dst"

@@ -243,11 +243,47 @@ fn structured_errors() {
     }
     // Bounds are inclusive.
     assert!(assemble(&RuleParts {
-        by_second: vec![60],
+        by_second: vec![59],
         by_year_day: vec![-366, 366],
         ..parts("YEARLY")
     })
     .is_ok());
+    // Second 60 is refused as the raw rule refuses it (the crate has no leap seconds).
+    let err = assemble(&RuleParts {
+        by_second: vec![60],
+        ..parts("YEARLY")
+    })
+    .unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("by_second"));
+}
+
+#[test]
+fn raw_parts_are_checked_as_the_structured_fields_are() {
+    let new = |rule: &str| {
+        RruleSchedule::new(rule, utc("2026-01-01T00:00:00Z"), chrono_tz::UTC).unwrap_err()
+    };
+    assert_eq!(
+        new("FREQ=MONTHLY;BYMONTHDAY=0"),
+        "BYMONTHDAY=0 is invalid; expected numbers from -31 to -1 or 1 to 31"
+    );
+    assert!(new("FREQ=YEARLY;BYYEARDAY=0").contains("-366 to -1 or 1 to 366"));
+    assert!(new("FREQ=YEARLY;BYWEEKNO=0").contains("-53 to -1 or 1 to 53"));
+    assert!(new("FREQ=DAILY;BYHOUR=9;BYSETPOS=0").contains("BYSETPOS=0"));
+    assert_eq!(
+        new("FREQ=DAILY;BYSECOND=60"),
+        "BYSECOND=60 is invalid; expected numbers from 0 to 59"
+    );
+    let err = new("FREQ=DAILY;UNTIL=20251201T000000Z");
+    assert!(
+        err.starts_with("UNTIL 2025-12-01T00:00:00Z is before dtstart 2026-01-01T00:00:00Z"),
+        "{err}"
+    );
+    assert!(!err.contains("should not be happening"), "{err}");
+    // Quoted values are short and escaped.
+    let err = new(&format!("FREQ=DAILY;X{}=1", "Y".repeat(300)));
+    assert!(err.chars().count() < 300, "{err}");
+    let err = new("FREQ=DAILY;BYHOUR=9\u{7}");
+    assert!(err.contains("\\u{7}") && !err.contains('\u{7}'), "{err}");
 }
 
 #[test]
