@@ -36,6 +36,12 @@ class ParamError(Exception):
         self.message = message
 
 
+# How far after "now" (or the previous fire) a fire may lie: 365,000 days (1000 years), a
+# little under the host's own limit, as the Rust component has it.
+MAX_HORIZON_SECONDS = 365000 * 86400
+HORIZON_TEXT = "1000 years (365,000 days)"
+
+
 def snippet(value, limit=200):
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     return text if len(text) <= limit else text[:limit] + "…"
@@ -205,8 +211,8 @@ def _read_cron(params, now_ns):
         try:
             parsed = cronmod.Cron(expression)
         except cronmod.CronError as e:
-            raise ParamError("expression", "Invalid cron expression '%s': %s; %s"
-                             % (expression, e, cronmod.ACCEPTED))
+            raise ParamError("expression", "Invalid cron expression '%s': %s"
+                             % (cronmod.excerpt(expression), e))
     elif expression is None and any(params.get(k) is not None for k in STACKSTORM_CRON_KEYS):
         expression, parsed = _read_stackstorm(params)
         days_and = True
@@ -215,9 +221,15 @@ def _read_cron(params, now_ns):
                          "expected a cron expression string such as '0 */5 * * * *' (or "
                          "StackStorm fields second, minute, hour, day, month, day_of_week, "
                          "year)" % snippet(params))
-    if parsed.next_after(zones.get_zone(timezone), now_ns // NS) is None:
+    first = parsed.next_after(zones.get_zone(timezone), now_ns // NS)
+    if first is None:
         raise ParamError("expression", "Cron expression '%s' never fires after %s (in %s)"
-                         % (expression, format_utc(now_ns), timezone))
+                         % (cronmod.excerpt(expression), format_utc(now_ns), timezone))
+    if first - now_ns // NS > MAX_HORIZON_SECONDS:
+        raise ParamError("expression", "Cron expression '%s' first fires at %s, more than %s "
+                         "after now (%s); the limit is %s"
+                         % (cronmod.excerpt(expression), format_utc(first * NS), HORIZON_TEXT,
+                            format_utc(now_ns), HORIZON_TEXT))
     spec = {"kind": "cron", "expression": expression, "timezone": timezone}
     if days_and:
         spec["days"] = "and"
@@ -290,7 +302,10 @@ def next_fire(spec_text, started_ns, after_ns):
     if hit[0] == "interval":
         return interval_next(hit[1], started_ns, after_ns)
     fire = hit[1].next_after(hit[2], after_ns // NS)
-    return None if fire is None else fire * NS
+    if fire is None or fire * NS - after_ns > MAX_HORIZON_SECONDS * NS:
+        # Further than the host accepts: the schedule has, in effect, ended.
+        return None
+    return fire * NS
 
 
 def build_payload(spec_text, fire):
