@@ -88,8 +88,8 @@ fn parse_naive(normalized: &str) -> Option<NaiveDateTime> {
 /// A start time (an RRULE's `dtstart`) whose local wall time falls in a daylight-saving gap
 /// of `zone`, read as RFC 5545 §3.3.5 says: with the offset in force before the gap. Applies
 /// to a naive text (read in `given_zone`, which must then be `zone`) and to a text written
-/// with exactly that offset (`2026-03-29T02:30:00+01:00` in Europe/Berlin), which names the
-/// same start. Returns the instant and the wall time, so that a schedule can keep the wall
+/// with exactly that offset as digits (`2026-03-29T02:30:00+01:00` in Europe/Berlin), which
+/// names the same start; a `Z` time is an instant and never such a start. Returns the instant and the wall time, so that a schedule can keep the wall
 /// time (02:30) rather than the instant's (03:30); `None` when the text is no such time.
 pub fn start_in_gap(
     text: &str,
@@ -97,6 +97,10 @@ pub fn start_in_gap(
     zone: Tz,
 ) -> Option<(DateTime<Utc>, NaiveDateTime)> {
     let normalized = normalize(text.trim());
+    if normalized.ends_with(['Z', 'z']) {
+        // A UTC instant names an instant, whatever the zone's wall clock says there.
+        return None;
+    }
     let (wall, written_offset) = match DateTime::parse_from_rfc3339(&normalized) {
         Ok(dt) => (dt.naive_local(), Some(dt.offset().local_minus_utc())),
         Err(_) if given_zone == Some(zone) => (parse_naive(&normalized)?, None),
@@ -305,6 +309,10 @@ mod tests {
             ("2026-03-29T03:30:00", Some(berlin)),
             ("2026-03-29T02:30:00+02:00", Some(berlin)),
             ("2026-03-29T02:30:00Z", Some(berlin)),
+            (
+                "2026-03-29T01:30:00Z",
+                Some("Europe/London".parse().unwrap()),
+            ),
             ("2026-03-29T02:30:00", None),
             ("garbage", Some(berlin)),
         ] {

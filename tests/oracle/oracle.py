@@ -418,9 +418,11 @@ def rrule_next(params: dict, after: dt.datetime):
     else:
         dtstart = naive.astimezone(tz)
         wall = naive.replace(tzinfo=None)
-        if (naive.utcoffset() == wall.replace(tzinfo=tz, fold=0).utcoffset()
+        if (not text.upper().endswith("Z")
+                and naive.utcoffset() == wall.replace(tzinfo=tz, fold=0).utcoffset()
                 and resolve_local(wall, tz)[0] == "gap"):
-            # Written with the offset before a gap: the same start as the naive wall time.
+            # Written with the offset before a gap (as digits; a Z time is an instant): the
+            # same start as the naive wall time.
             dtstart = wall.replace(tzinfo=tz, fold=0)
     rule = du_rrule.rrulestr(rrule_body(params), dtstart=dtstart)
     # iterate wall-time occurrences from a day before `after` and pick the first real
