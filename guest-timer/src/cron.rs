@@ -360,9 +360,10 @@ pub fn assemble_stackstorm(fields: &StackStormFields) -> Result<String, ParamErr
                     return Err(ParamError::field(
                         name,
                         format!(
-                            "Invalid '{name}' value '{value}': expected one APScheduler field \
+                            "Invalid '{name}' value '{}': expected one APScheduler field \
                              expression such as '*', '*/5', '1-5' or '1,15' (no spaces; forms \
-                             like '1st mon' are not supported)"
+                             like '1st mon' are not supported)",
+                            excerpt(value)
                         ),
                     ));
                 }
@@ -441,9 +442,10 @@ fn apscheduler_weekdays(value: &str) -> Result<String, ParamError> {
         ParamError::field(
             "day_of_week",
             format!(
-                "Invalid 'day_of_week' value '{value}': expected APScheduler weekdays, numbers \
+                "Invalid 'day_of_week' value '{}': expected APScheduler weekdays, numbers \
                  0-6 with 0 = Monday or names mon-sun, as a single value, range, list or step \
-                 (e.g. 'mon-fri', '0,2,4')"
+                 (e.g. 'mon-fri', '0,2,4')",
+                excerpt(value)
             ),
         )
     };

@@ -10,7 +10,7 @@ use chrono::{
 };
 use chrono_tz::Tz;
 
-use crate::error::ParamError;
+use crate::error::{excerpt, ParamError};
 
 /// Reads an IANA time zone name (e.g. `Europe/Berlin`, `UTC`).
 ///
@@ -31,8 +31,9 @@ pub fn parse_timezone(name: &str) -> Result<Tz, ParamError> {
     Err(ParamError::field(
         "timezone",
         format!(
-            "Invalid timezone '{name}': not an IANA time zone name; expected a name such as \
-             'UTC', 'Europe/Berlin' or 'America/New_York'"
+            "Invalid timezone '{}': not an IANA time zone name; expected a name such as \
+             'UTC', 'Europe/Berlin' or 'America/New_York'",
+            excerpt(name)
         ),
     ))
 }
@@ -50,8 +51,8 @@ pub fn format_utc(instant: DateTime<Utc>) -> String {
 /// only meaningful with a time zone, so it needs `tz`. The error is a detail sentence for the
 /// caller to prefix with the field's own message.
 pub fn parse_datetime(text: &str, tz: Option<Tz>) -> Result<DateTime<Utc>, String> {
-    let trimmed = text.trim();
-    let normalized = normalize(trimmed);
+    let normalized = normalize(text.trim());
+    let trimmed = &excerpt(text.trim());
     if let Ok(dt) = DateTime::parse_from_rfc3339(&normalized) {
         return Ok(dt.with_timezone(&Utc));
     }

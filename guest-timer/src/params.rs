@@ -70,8 +70,9 @@ pub fn read_rule(rule: &RuleInput, now: DateTime<Utc>) -> Result<(String, TimerS
                     return Err(ParamError::field(
                         "type",
                         format!(
-                            "'type' is '{text}', but trigger {r} takes {} params; remove 'type' \
+                            "'type' is '{}', but trigger {r} takes {} params; remove 'type' \
                              or use the trigger of that kind",
+                            excerpt(text),
                             kind_name(kind)
                         ),
                     ));
@@ -145,7 +146,7 @@ fn read_tag(obj: &Map<String, Value>) -> Result<Option<(String, TimerKind)>, Par
                 "cron" => TimerKind::Cron,
                 "date_time" | "datetime" | "one_shot" => TimerKind::OneShot,
                 "rrule" => TimerKind::Rrule,
-                _ => return Err(unknown(format!("'{text}'"))),
+                _ => return Err(unknown(format!("'{}'", excerpt(text)))),
             };
             Ok(Some((text.clone(), kind)))
         }
@@ -272,7 +273,10 @@ fn read_unit(obj: &Map<String, Value>) -> Result<Unit, ParamError> {
         Some(Value::String(name)) => Unit::parse(name).ok_or_else(|| {
             ParamError::field(
                 "unit",
-                format!("Failed to parse 'unit' field: unknown unit '{name}'; expected one of {UNIT_NAMES}"),
+                format!(
+                    "Failed to parse 'unit' field: unknown unit '{}'; expected one of {UNIT_NAMES}",
+                    excerpt(name)
+                ),
             )
         }),
         Some(other) => Err(ParamError::field(

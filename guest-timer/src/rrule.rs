@@ -609,7 +609,7 @@ pub fn assemble(parts: &RuleParts) -> Result<String, ParamError> {
             "freq",
             format!(
                 "Invalid 'freq' value '{}'; must be one of {FREQUENCIES}",
-                parts.freq
+                excerpt(&parts.freq)
             ),
         ));
     }
@@ -701,7 +701,10 @@ pub fn assemble(parts: &RuleParts) -> Result<String, ParamError> {
         if !WEEKDAYS.contains(&wkst.as_str()) {
             return Err(ParamError::field(
                 "week_start",
-                format!("Invalid 'week_start' value '{week_start}'; must be one of MO, TU, WE, TH, FR, SA, SU"),
+                format!(
+                    "Invalid 'week_start' value '{}'; must be one of MO, TU, WE, TH, FR, SA, SU",
+                    excerpt(week_start)
+                ),
             ));
         }
         out.push(format!("WKST={wkst}"));
@@ -746,8 +749,9 @@ fn by_day_token(token: &str) -> Result<String, ParamError> {
         None => Err(ParamError::field(
             "by_day",
             format!(
-                "Invalid 'by_day' value '{token}'; expected a weekday MO, TU, WE, TH, FR, SA or \
-                 SU, optionally with an ordinal from -53 to 53 (e.g. 2TU, -1FR)"
+                "Invalid 'by_day' value '{}'; expected a weekday MO, TU, WE, TH, FR, SA or \
+                 SU, optionally with an ordinal from -53 to 53 (e.g. 2TU, -1FR)",
+                excerpt(token)
             ),
         )),
     }

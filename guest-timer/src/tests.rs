@@ -689,3 +689,40 @@ fn rrule_errors_say_what_is_wrong() {
     assert_eq!(err.field.as_deref(), Some("until"), "{err}");
     assert!(err.message.contains("is before dtstart"), "{err}");
 }
+
+#[test]
+fn quoted_values_are_short_and_escaped() {
+    let now = utc("2026-03-30T07:30:00Z");
+    let huge = format!("Mars/{}\u{1b}", "x".repeat(5000));
+    for (trigger_ref, params) in [
+        (
+            "core.crontimer",
+            json!({"expression": "0 9 * * *", "timezone": huge}),
+        ),
+        ("core.intervaltimer", json!({"interval": 5, "unit": huge})),
+        ("core.datetimetimer", json!({"fire_at": huge})),
+        (
+            "core.rruletimer",
+            json!({"freq": huge, "dtstart": "2026-03-01T00:00:00Z"}),
+        ),
+        (
+            "core.rruletimer",
+            json!({"rule": huge, "dtstart": "2026-03-01T00:00:00Z"}),
+        ),
+        ("core.crontimer", json!({"expression": huge})),
+        ("core.crontimer", json!({"hour": huge})),
+    ] {
+        let text = params.to_string();
+        let err = validate(&rule(Some(trigger_ref), &text), now).unwrap_err();
+        assert!(
+            err.message.chars().count() < 1000,
+            "{trigger_ref}: {}",
+            err.message
+        );
+        assert!(
+            !err.message.contains('\u{1b}'),
+            "{trigger_ref}: {}",
+            err.message
+        );
+    }
+}
