@@ -79,7 +79,8 @@ def validate(trigger_ref, params_text, now_ns):
         kind = "interval" if ref == INTERVAL_REF else "cron"
         if tag is not None and tag[1] != kind:
             raise ParamError("type", "'type' is '%s', but trigger %s takes %s params; remove "
-                             "'type' or use the trigger of that kind" % (tag[0], ref, kind))
+                             "'type' or use the trigger of that kind"
+                             % (cronmod.excerpt(tag[0]), ref, kind))
     else:
         kind = tag[1] if tag is not None else _infer_kind(params)
         if kind not in ("interval", "cron"):
@@ -174,7 +175,7 @@ def _read_unit(params):
     unit = UNITS.get(name[:-1] if name.endswith("s") else name)
     if unit is None:
         raise ParamError("unit", "Failed to parse 'unit' field: unknown unit '%s'; expected "
-                         "one of %s" % (value, UNIT_NAMES))
+                         "one of %s" % (cronmod.excerpt(value), UNIT_NAMES))
     return (name if name.endswith("s") else name + "s"), unit
 
 
@@ -198,7 +199,7 @@ def _read_timezone(params):
     if name is None:
         raise ParamError("timezone", "Invalid timezone '%s': not an IANA time zone name; "
                          "expected a name such as 'UTC', 'Europe/Berlin' or "
-                         "'America/New_York'" % value)
+                         "'America/New_York'" % cronmod.excerpt(value))
     return name
 
 
