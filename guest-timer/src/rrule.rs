@@ -134,7 +134,7 @@ impl RruleSchedule {
         }
         let rrule = for_the_crate(unvalidated)?
             .validate(start)
-            .map_err(|e| e.to_string())?;
+            .map_err(crate_error)?;
         Ok(RruleSchedule {
             rule: body.to_string(),
             dtstart,
@@ -456,6 +456,51 @@ fn check_ordinals(
         }
     }
     Ok(())
+}
+
+/// The crate's validation error, said as the other messages are (the part, its value and
+/// what is accepted) instead of in the crate's words.
+fn crate_error(error: ::rrule::RRuleError) -> String {
+    use ::rrule::ValidationError as V;
+    let ::rrule::RRuleError::ValidationError(error) = error else {
+        return error.to_string();
+    };
+    match error {
+        V::InvalidByRuleAndFrequency { by_rule, freq } => format!(
+            "{by_rule} cannot be used with FREQ={freq} (RFC 5545: BYWEEKNO only with YEARLY, \
+             BYYEARDAY not with DAILY, WEEKLY or MONTHLY, BYMONTHDAY not with WEEKLY)"
+        ),
+        V::BySetPosWithoutByRule => "BYSETPOS needs another BY part to pick from (e.g. \
+             BYDAY=MO,TU,WE,TH,FR;BYSETPOS=-1)"
+            .to_string(),
+        V::InvalidFieldValueRangeWithFreq {
+            field,
+            value,
+            freq,
+            start_idx,
+            end_idx,
+        } => format!(
+            "{field}={} is out of range for FREQ={freq}; expected {start_idx} to {end_idx}",
+            excerpt(&value)
+        ),
+        V::InvalidFieldValueRange {
+            field,
+            value,
+            start_idx,
+            end_idx,
+        } => format!(
+            "{field}={} is out of range; expected {start_idx} to {end_idx}",
+            excerpt(&value)
+        ),
+        V::TooBigInterval(interval) => {
+            format!("INTERVAL={interval} is too large for this FREQ; expected a smaller interval")
+        }
+        V::StartYearOutOfRange(year) => format!(
+            "dtstart's year {year} is out of the range supported; expected a year from \
+             -10000 to 10000"
+        ),
+        other => other.to_string(),
+    }
 }
 
 /// Rewrites what the crate would refuse although RFC 5545 allows it: the ordinal −5 with

@@ -744,6 +744,12 @@ err(A, "parse-error-rule-id-0", RR, {"rule": "FREQ=DAILY;COLOUR=RED",
                                      "dtstart": "2026-03-01T12:00:00Z"}, rule_id=0,
     field="rule", contains=["Failed to parse RRULE: ", "COLOUR"],
     note="a rule id of 0 (not stored yet) is not named")
+err(A, "raw-byweekno-with-monthly", RR, {"rule": "FREQ=MONTHLY;BYWEEKNO=20",
+                                         "dtstart": "2026-03-01T12:00:00Z"},
+    field="rule", contains=["BYWEEKNO cannot be used with FREQ=MONTHLY", "only with YEARLY"])
+err(A, "structured-bymonthday-with-weekly", RR, {"freq": "WEEKLY", "by_month_day": [5],
+                                                 "dtstart": "2026-03-01T12:00:00Z"},
+    field="by_month_day", contains=["BYMONTHDAY cannot be used with FREQ=WEEKLY"])
 err(A, "bad-dtstart", RR, {"freq": "DAILY", "dtstart": "yesterday"}, field="dtstart")
 
 A = "rrule-dst"

@@ -1085,3 +1085,13 @@ fn ordinal_weekdays_follow_rfc_5545() {
         ["2024-12-30T09:00:00Z", "2029-12-31T09:00:00Z"]
     );
 }
+
+#[test]
+fn crate_errors_are_said_plainly() {
+    let new = |rule: &str| {
+        RruleSchedule::new(rule, utc("2026-01-01T00:00:00Z"), chrono_tz::UTC).unwrap_err()
+    };
+    assert!(new("FREQ=DAILY;BYWEEKNO=3").starts_with("BYWEEKNO cannot be used with FREQ=DAILY"));
+    assert!(new("FREQ=WEEKLY;BYMONTHDAY=3").contains("BYMONTHDAY not with WEEKLY"));
+    assert!(new("FREQ=MONTHLY;BYMONTHDAY=1;BYSETPOS=40").contains("BYSETPOS=40"));
+}
