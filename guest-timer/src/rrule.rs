@@ -18,11 +18,17 @@
 //!   day) is read in the rule's time zone. The crate would read it in the *machine's* zone
 //!   and then refuse it; a sandboxed component has no machine zone.
 //! - `dtstart` is cut to whole seconds, as the iCal form (`YYYYMMDDTHHMMSS`) does.
+//! - A `dtstart` whose wall time falls in a spring-forward gap (naive, or written with the
+//!   offset before the gap) is read with that offset and keeps its wall time for the times of
+//!   day it lends the rule (RFC 5545 §3.3.5; `docs/timer-semantics.md` §5).
+//! - BYDAY ordinals are checked against FREQ as RFC 5545 says (MONTHLY −5…5, YEARLY −53…53,
+//!   −5…5 with BYMONTH, none with BYWEEKNO or other frequencies); the crate's narrower
+//!   ranges (it refuses −5 and −53) are worked around by an equivalent rule (`for_the_crate`).
 //!
 //! Iteration is bounded so that no rule can loop for long: for rules without `COUNT`, the
-//! start handed to the crate is moved forward by whole periods (days, weeks, or months and
-//! years from a period's first day) to just before the instant asked about, which changes no
-//! occurrence after it; the crate's own loop limit is on; and at most
+//! start handed to the crate is moved forward to the first day, at midnight, of a later
+//! period (a day; a week, from WKST; a month; a year) just before the instant asked about,
+//! which changes no occurrence after it (BYSETPOS then picks from whole periods); the crate's own loop limit is on; and at most
 //! [`MAX_OCCURRENCES_SCANNED`] occurrences are looked at per question.
 
 use std::str::FromStr;
