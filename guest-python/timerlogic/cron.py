@@ -1,6 +1,6 @@
 """Cron expressions: parsing and the search for the next fire, written from scratch.
 
-Syntax (timer-semantics.md §3): 5 fields `min hour dom mon dow` (second 0), 6 fields with
+Syntax (docs/timer-semantics.md §3): 5 fields `min hour dom mon dow` (second 0), 6 fields with
 seconds first, 7 with a trailing year; the macros; lists, ranges, steps (`*/15`, `10-40/5`,
 `5/20` = from 5 to the end); month and weekday names in any case; weekday 0 and 7 = Sunday;
 `?` = `*` in the two day fields; `L`, `LW`, `nW` in day-of-month; `nL`, `n#k` in day-of-week.
@@ -9,9 +9,10 @@ expression came from StackStorm fields, where APScheduler requires both (`days_a
 
 The search works on local "wall seconds" (instants.py). Time zones (zones.py) enter only in
 `next_after`, which applies Vixie cron's daylight-saving rules:
-- fixed-time expressions (one second, one minute, one hour value) fire once per matching day:
-  a wall time skipped by a spring-forward gap fires at the first instant after the gap, one
-  repeated at fall-back fires at its first occurrence;
+- fixed-time expressions (none of the second, minute and hour fields starts with `*`: single
+  values, lists and ranges alike; a 5-field expression's implicit second 0 is fixed) fire once
+  per matching wall time: one skipped by a spring-forward gap fires at the first instant after
+  the gap (several in one gap fire once), one repeated at fall-back at its first occurrence;
 - every other expression fires on the real instants whose wall time matches: within each
   stretch of constant UTC offset, wall time and real time move together, so the search runs
   stretch by stretch (no fire for skipped wall times, two for repeated ones).
@@ -44,7 +45,7 @@ WEEKDAYS = {n: i for i, n in enumerate(["SUN", "MON", "TUE", "WED", "THU", "FRI"
 # Field names (as the 7-field form orders them), used in messages and by StackStorm blame.
 FIELDS = ("second", "minute", "hour", "day-of-month", "month", "day-of-week", "year")
 
-YEAR_MIN, YEAR_MAX = 1970, 2999
+YEAR_MIN, YEAR_MAX = 1970, 4999
 # How far the search looks when no year field bounds it: the Gregorian calendar (weekdays
 # included) repeats every 400 years, so a day pattern that matches at all matches within it.
 HORIZON_YEARS = 401
@@ -56,6 +57,139 @@ class CronError(ValueError):
     def __init__(self, message, index=None):
         super().__init__(message)
         self.index = index
+
+
+# ----------------------------------------------------------------------------- strict check
+
+EXCERPT_LEN = 60
+
+
+def excerpt(text):
+    """A user's value as messages quote it: control characters escaped, cut to about
+    EXCERPT_LEN characters (an ellipsis marks the cut)."""
+    out = []
+    for i, c in enumerate(text):
+        if i == EXCERPT_LEN:
+            out.append("\u2026")
+            break
+        if ord(c) < 32 or ord(c) == 127:
+            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(c, "\\u{%x}" % ord(c)))
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+_LAYOUTS = {5: (1, 2, 3, 4, 5), 6: (0, 1, 2, 3, 4, 5), 7: (0, 1, 2, 3, 4, 5, 6)}
+_BOUNDS = {0: (0, 59), 1: (0, 59), 2: (0, 23), 3: (1, 31), 4: (1, 12), 5: (0, 7), 6: (YEAR_MIN, YEAR_MAX)}
+_FIELD_ACCEPTS = {
+    0: "numbers 0-59",
+    1: "numbers 0-59",
+    2: "numbers 0-23",
+    3: "numbers 1-31, L (last day), LW (last weekday), nW (weekday nearest day n) or ? (any)",
+    4: "numbers 1-12 or names JAN-DEC",
+    5: "numbers 0-7 (0 and 7 are Sunday) or names SUN-SAT, nL (last such weekday of the "
+       "month), n#k (k-th such weekday, k 1-5) or ? (any)",
+    6: "years 1970-4999",
+}
+
+
+def _check_value(text, index, range_end=False):
+    lo, hi = _BOUNDS[index]
+    if text.isdigit():
+        v = int(text)
+        if not lo <= v <= hi:
+            raise ValueError("%s is out of range %d-%d" % (excerpt(text), lo, hi))
+        return v
+    if index == 4 and text in MONTHS:
+        return MONTHS[text]
+    if index == 5 and text in WEEKDAYS:
+        v = WEEKDAYS[text]
+        return 7 if v == 0 and range_end else v
+    if index == 4:
+        raise ValueError("'%s' is not a month number or name" % excerpt(text))
+    if index == 5:
+        raise ValueError("'%s' is not a weekday number or three-letter name" % excerpt(text))
+    if not text:
+        raise ValueError("an empty value")
+    raise ValueError("'%s' is not a number" % excerpt(text))
+
+
+def _check_item(item, index):
+    if index == 3:
+        if item in ("L", "LW"):
+            return
+        if item.endswith("W"):
+            day = item[:-1]
+            if not (day.isdigit() and 1 <= int(day) <= 31):
+                raise ValueError("'%s' is not a valid nW (n a day 1-31)" % excerpt(item))
+            return
+    if index == 5:
+        if item == "L":
+            raise ValueError("'L' alone is not a weekday; use nL for the last such weekday of "
+                             "the month (5L: the last Friday), or L in the day-of-month field "
+                             "for the month's last day")
+        if "#" in item:
+            day, _, nth = item.partition("#")
+            _check_value(day, index)
+            if not ((nth.isdigit() and 1 <= int(nth) <= 5) or nth == "L"):
+                raise ValueError("'#%s' after a weekday: n#k takes k from 1 to 5" % excerpt(nth))
+            return
+        if item.endswith("L"):
+            _check_value(item[:-1], index)
+            return
+    rng, slash, step = item.partition("/")
+    if slash and not (step.isdigit() and int(step) >= 1):
+        raise ValueError("step '/%s' is not a whole number of at least 1" % excerpt(step))
+    if rng == "*" or (not rng and slash):
+        return
+    if "-" in rng:
+        low, _, high = rng.partition("-")
+        if _check_value(low, index) > _check_value(high, index, range_end=True):
+            raise ValueError("'%s-%s' is a reversed range (%s is after %s); ranges go from low "
+                             "to high (for a range across the end, list two: e.g. 22-23,0-2)"
+                             % (low, high, low, high))
+        return
+    _check_value(rng, index)
+
+
+def check_syntax(text):
+    """The strict check of a (non-macro) expression, as the Rust component makes it: names
+    only in the month and day-of-week fields, no empty list items, no reversed ranges, `n#k`
+    and `nL` not mixed. Raises CronError naming the field, its value and what it accepts."""
+    fields = text.split()
+    layout = _LAYOUTS.get(len(fields))
+    if layout is None:
+        raise CronError("it has %d field%s; %s" % (len(fields), "" if len(fields) == 1 else "s",
+                                                   ACCEPTED))
+    for raw, index in zip(fields, layout):
+        body = raw.upper()
+        if index == 5 and body.startswith("+"):
+            body = body[1:]
+        try:
+            if body == "?":
+                if index not in (3, 5):
+                    raise ValueError("'?' is only for the day fields")
+            elif not body:
+                raise ValueError("empty")
+            else:
+                listed = "," in body
+                for item in body.split(","):
+                    if not item:
+                        raise ValueError("an empty list item (a stray comma)")
+                    try:
+                        _check_item(item, index)
+                    except ValueError as e:
+                        if listed:
+                            raise ValueError("in item '%s': %s" % (excerpt(item), e))
+                        raise
+        except ValueError as e:
+            message = ("the %s field '%s': %s; that field accepts %s, as a single value, a range "
+                       "(a-b), a list (a,b) or a step (*/n, a/n, a-b/n)"
+                       % (FIELDS[index], excerpt(raw), e, _FIELD_ACCEPTS[index]))
+            if len(fields) == 6:
+                message += (" (with 6 fields the first is the second: second minute hour "
+                            "day-of-month month day-of-week)")
+            raise CronError(message, index)
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -171,15 +305,18 @@ class Cron:
     def __init__(self, expression, days_and=False):
         text = expression.strip()
         if not text:
-            raise CronError("the expression is empty")
+            raise CronError("the expression is empty; " + ACCEPTED)
         if len(text) > MAX_EXPRESSION_LEN:
             raise CronError("it is longer than %d characters" % MAX_EXPRESSION_LEN)
         if text.startswith("@"):
             if text.lower() not in MACROS:
-                raise CronError("unknown macro %r" % text)
+                raise CronError("unknown macro; expected one of %s" % ", ".join(MACROS))
             fields = MACROS[text.lower()].split()
+            fixed_fields = fields[:3]
         else:
+            check_syntax(text)
             fields = text.split()
+            fixed_fields = (["0"] + fields)[:3] if len(fields) == 5 else fields[:3]
         if len(fields) == 5:
             fields = ["0"] + fields + ["*"]
         elif len(fields) == 6:
@@ -198,7 +335,9 @@ class Cron:
         self.dow = None if dow in ("*", "?") else DaysOfWeek(dow)
         self.years = None if yr == "*" else sorted(_parse_list(yr, YEAR_MIN, YEAR_MAX, 6))
         self.days_and = days_and
-        self.fixed_time = len(self.seconds) == len(self.minutes) == len(self.hours) == 1
+        # Vixie cron: fixed local times unless one of these fields starts with `*` (a bare
+        # `/n` is `*/n`).
+        self.fixed_time = not any(f.startswith(("*", "/")) for f in fixed_fields)
         self._can_match = self.days_can_match()
         self._month_set = set(self.months)
         self._year_set = None if self.years is None else set(self.years)
@@ -301,15 +440,17 @@ class Cron:
         if not self._can_match:
             return None
         if self.fixed_time:
-            day = (after + zone.offset_at(after)) // DAY - 1
+            # Resolving wall times never goes backwards as the wall clock advances, and no
+            # wall time before `after`'s own resolves after it: walk the matches from there.
+            t = after + zone.offset_at(after)
             while True:
-                wall = self.next_wall(day * DAY)
+                wall = self.next_wall(t)
                 if wall is None:
                     return None
                 u = zone.resolve_fixed(wall)
                 if u > after:
                     return u
-                day = wall // DAY + 1
+                t = wall + 1
         u = after + 1
         while True:
             offset, end = zone.segment(u)

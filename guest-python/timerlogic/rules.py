@@ -36,6 +36,12 @@ class ParamError(Exception):
         self.message = message
 
 
+# How far after "now" (or the previous fire) a fire may lie: 365,000 days (1000 years), a
+# little under the host's own limit, as the Rust component has it.
+MAX_HORIZON_SECONDS = 365000 * 86400
+HORIZON_TEXT = "1000 years (365,000 days)"
+
+
 def snippet(value, limit=200):
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     return text if len(text) <= limit else text[:limit] + "…"
@@ -73,7 +79,8 @@ def validate(trigger_ref, params_text, now_ns):
         kind = "interval" if ref == INTERVAL_REF else "cron"
         if tag is not None and tag[1] != kind:
             raise ParamError("type", "'type' is '%s', but trigger %s takes %s params; remove "
-                             "'type' or use the trigger of that kind" % (tag[0], ref, kind))
+                             "'type' or use the trigger of that kind"
+                             % (cronmod.excerpt(tag[0]), ref, kind))
     else:
         kind = tag[1] if tag is not None else _infer_kind(params)
         if kind not in ("interval", "cron"):
@@ -168,7 +175,7 @@ def _read_unit(params):
     unit = UNITS.get(name[:-1] if name.endswith("s") else name)
     if unit is None:
         raise ParamError("unit", "Failed to parse 'unit' field: unknown unit '%s'; expected "
-                         "one of %s" % (value, UNIT_NAMES))
+                         "one of %s" % (cronmod.excerpt(value), UNIT_NAMES))
     return (name if name.endswith("s") else name + "s"), unit
 
 
@@ -192,7 +199,7 @@ def _read_timezone(params):
     if name is None:
         raise ParamError("timezone", "Invalid timezone '%s': not an IANA time zone name; "
                          "expected a name such as 'UTC', 'Europe/Berlin' or "
-                         "'America/New_York'" % value)
+                         "'America/New_York'" % cronmod.excerpt(value))
     return name
 
 
@@ -205,8 +212,8 @@ def _read_cron(params, now_ns):
         try:
             parsed = cronmod.Cron(expression)
         except cronmod.CronError as e:
-            raise ParamError("expression", "Invalid cron expression '%s': %s; %s"
-                             % (expression, e, cronmod.ACCEPTED))
+            raise ParamError("expression", "Invalid cron expression '%s': %s"
+                             % (cronmod.excerpt(expression), e))
     elif expression is None and any(params.get(k) is not None for k in STACKSTORM_CRON_KEYS):
         expression, parsed = _read_stackstorm(params)
         days_and = True
@@ -215,9 +222,15 @@ def _read_cron(params, now_ns):
                          "expected a cron expression string such as '0 */5 * * * *' (or "
                          "StackStorm fields second, minute, hour, day, month, day_of_week, "
                          "year)" % snippet(params))
-    if parsed.next_after(zones.get_zone(timezone), now_ns // NS) is None:
+    first = parsed.next_after(zones.get_zone(timezone), now_ns // NS)
+    if first is None:
         raise ParamError("expression", "Cron expression '%s' never fires after %s (in %s)"
-                         % (expression, format_utc(now_ns), timezone))
+                         % (cronmod.excerpt(expression), format_utc(now_ns), timezone))
+    if first - now_ns // NS > MAX_HORIZON_SECONDS:
+        raise ParamError("expression", "Cron expression '%s' first fires at %s, more than %s "
+                         "after now (%s); the limit is %s"
+                         % (cronmod.excerpt(expression), format_utc(first * NS), HORIZON_TEXT,
+                            format_utc(now_ns), HORIZON_TEXT))
     spec = {"kind": "cron", "expression": expression, "timezone": timezone}
     if days_and:
         spec["days"] = "and"
@@ -290,7 +303,10 @@ def next_fire(spec_text, started_ns, after_ns):
     if hit[0] == "interval":
         return interval_next(hit[1], started_ns, after_ns)
     fire = hit[1].next_after(hit[2], after_ns // NS)
-    return None if fire is None else fire * NS
+    if fire is None or fire * NS - after_ns > MAX_HORIZON_SECONDS * NS:
+        # Further than the host accepts: the schedule has, in effect, ended.
+        return None
+    return fire * NS
 
 
 def build_payload(spec_text, fire):

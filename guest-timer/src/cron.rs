@@ -8,10 +8,19 @@
 //! readings differ from this one only for expressions the platform rejected or for rules
 //! restricting both day fields.
 //!
-//! Daylight-saving behaviour is croner's, which is Vixie cron's: a job at one fixed local
-//! time (single second, minute and hour values) that falls in a spring-forward gap fires once
-//! at the first instant after the gap, and one in a repeated fall-back hour fires once, at
-//! the first occurrence; every other job fires on real elapsed instants (no gap, no double).
+//! Daylight-saving behaviour is Vixie cron's (`docs/timer-semantics.md`): an expression whose
+//! second, minute and hour fields do not start with `*` has *fixed* local times (single
+//! values, lists and ranges alike; a 5-field expression's implicit second 0 counts as fixed,
+//! and croner's sloppy `/n` counts as `*/n`). Each fixed local time that falls in a
+//! spring-forward gap fires once, at the first instant after the gap (several in one gap fire
+//! once), and one that occurs twice at fall-back fires once, at its first occurrence. These
+//! are searched here on the local wall clock (croner itself only treats single values so).
+//! Every other expression fires on real elapsed instants (no gap, no double), as croner does.
+//!
+//! Before croner parses an expression, `syntax` checks it strictly (names only in the month
+//! and day-of-week fields, no empty list items, no reversed ranges, `n#k` and `nL` not
+//! mixed), so that croner's leniencies do not turn typos into schedules, and errors name the
+//! field, the value and what the field accepts.
 //!
 //! Two additions around croner:
 //! - `@midnight` (a Vixie macro croner lacks) is read as `@daily`;
@@ -27,7 +36,10 @@ use croner::errors::CronError;
 use croner::parser::{CronParser, Seconds, Year};
 use croner::{Cron, Weekday};
 
-use crate::error::ParamError;
+use crate::datetime::resolve_local;
+use crate::error::{excerpt, ParamError};
+
+mod syntax;
 
 /// The longest expression accepted; real ones are far shorter.
 pub const MAX_EXPRESSION_LEN: usize = 1000;
@@ -37,6 +49,17 @@ const ACCEPTED: &str = "expected 5 fields (minute hour day-of-month month day-of
     (second first), 7 (with a trailing year) or one of @yearly, @annually, @monthly, @weekly, \
     @daily, @midnight, @hourly";
 
+/// The macros accepted.
+const MACROS: [&str; 7] = [
+    "@yearly",
+    "@annually",
+    "@monthly",
+    "@weekly",
+    "@daily",
+    "@midnight",
+    "@hourly",
+];
+
 /// A validated cron schedule: the expression as the user wrote it, its time zone and the
 /// parsed pattern.
 #[derive(Debug, Clone)]
@@ -44,7 +67,13 @@ pub struct CronSchedule {
     expression: String,
     timezone: Tz,
     cron: Cron,
+    /// Fixed local times (see the module doc): searched on the wall clock.
+    fixed_time: bool,
 }
+
+/// The most wall-clock matches looked at for one fixed-time question. Only matches inside a
+/// repeated fall-back range (at most one per second of it) are ever passed over.
+const MAX_FIXED_CANDIDATES: usize = 20_000;
 
 impl CronSchedule {
     /// Parses `expression` (trimmed) for evaluation in `timezone`. Refuses an expression that
@@ -63,18 +92,45 @@ impl CronSchedule {
                 format!("The cron expression is longer than {MAX_EXPRESSION_LEN} characters"),
             ));
         }
+        if expression.starts_with('@') {
+            if !MACROS.iter().any(|m| m.eq_ignore_ascii_case(expression)) {
+                return Err(ParamError::field(
+                    "expression",
+                    format!(
+                        "Invalid cron expression '{}': unknown macro; expected one of {}",
+                        excerpt(expression),
+                        MACROS.join(", ")
+                    ),
+                ));
+            }
+        } else if let Err(detail) = syntax::check(expression) {
+            let fields = expression.split_whitespace().count();
+            let accepted = if syntax::layout(fields).is_none() {
+                format!("; {ACCEPTED}")
+            } else {
+                String::new()
+            };
+            return Err(ParamError::field(
+                "expression",
+                format!(
+                    "Invalid cron expression '{}': {detail}{accepted}",
+                    excerpt(expression)
+                ),
+            ));
+        }
         let cron = parse(expression).map_err(|e| {
             ParamError::field(
                 "expression",
-                format!("Invalid cron expression '{expression}': {e}; {ACCEPTED}"),
+                format!("Invalid cron expression '{}': {e}", excerpt(expression)),
             )
         })?;
         if !dates_can_match(&cron) {
             return Err(ParamError::field(
                 "expression",
                 format!(
-                    "Cron expression '{expression}' never fires: no date matches its \
-                     day-of-month, month and day-of-week fields"
+                    "Cron expression '{}' never fires: no date matches its day-of-month, \
+                     month and day-of-week fields together (e.g. day 30 in February)",
+                    excerpt(expression)
                 ),
             ));
         }
@@ -82,6 +138,7 @@ impl CronSchedule {
             expression: expression.to_string(),
             timezone,
             cron,
+            fixed_time: is_fixed_time(expression),
         })
     }
 
@@ -101,6 +158,9 @@ impl CronSchedule {
         // Matches fall on whole seconds, so searching after the whole second at or before
         // `after` gives the same answer, and croner works in whole seconds anyway.
         let mut from = DateTime::from_timestamp(after.timestamp(), 0).unwrap_or(after);
+        if self.fixed_time {
+            return self.next_fixed_after(from, after);
+        }
         // croner returns a strictly later match; the loop only guards that promise.
         for _ in 0..4 {
             let local = from.with_timezone(&self.timezone);
@@ -118,7 +178,7 @@ impl CronSchedule {
                         "expression",
                         format!(
                             "Could not compute the next fire of cron expression '{}': {e}",
-                            self.expression
+                            excerpt(&self.expression)
                         ),
                     ))
                 }
@@ -128,10 +188,71 @@ impl CronSchedule {
             "expression",
             format!(
                 "Could not compute the next fire of cron expression '{}'",
-                self.expression
+                excerpt(&self.expression)
             ),
         ))
     }
+}
+
+impl CronSchedule {
+    /// The next fire of a fixed-time expression: walks the wall-clock matches from the local
+    /// time of `from` and resolves each (a gap gives the first instant after it, a repeated
+    /// time its first occurrence). That resolution never goes backwards as the wall clock
+    /// advances, so the first match resolving after `after` is the answer, and matches
+    /// before `from`'s local time cannot be.
+    fn next_fixed_after(
+        &self,
+        from: DateTime<Utc>,
+        after: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, ParamError> {
+        let mut cursor = from.with_timezone(&self.timezone).naive_local().and_utc();
+        for _ in 0..MAX_FIXED_CANDIDATES {
+            match self.cron.find_next_occurrence(&cursor, false) {
+                Ok(next) => {
+                    if let Some(instant) = resolve_local(&self.timezone, next.naive_utc()) {
+                        if instant > after {
+                            return Ok(Some(instant));
+                        }
+                    }
+                    cursor = next;
+                }
+                Err(CronError::TimeSearchLimitExceeded) => return Ok(None),
+                Err(e) => {
+                    return Err(ParamError::field(
+                        "expression",
+                        format!(
+                            "Could not compute the next fire of cron expression '{}': {e}",
+                            excerpt(&self.expression)
+                        ),
+                    ))
+                }
+            }
+        }
+        Err(ParamError::field(
+            "expression",
+            format!(
+                "Could not compute the next fire of cron expression '{}'",
+                excerpt(&self.expression)
+            ),
+        ))
+    }
+}
+
+/// Whether an expression has fixed local times: its second, minute and hour fields (the
+/// implicit second 0 of a 5-field expression included) do not start with `*` (nor with `/`,
+/// croner's sloppy `*/n`). Among the macros only `@hourly` is not fixed.
+fn is_fixed_time(expression: &str) -> bool {
+    let expression = expression.trim();
+    if expression.starts_with('@') {
+        return !expression.eq_ignore_ascii_case("@hourly");
+    }
+    let fields: Vec<&str> = expression.split_whitespace().collect();
+    let time_fields = match fields.len() {
+        5 => &fields[..2],
+        6 | 7 => &fields[..3],
+        _ => return false,
+    };
+    time_fields.iter().all(|f| !f.starts_with(['*', '/']))
 }
 
 /// Parses with croner's default field layout (seconds and year optional, dom/dow ORed),
@@ -239,9 +360,10 @@ pub fn assemble_stackstorm(fields: &StackStormFields) -> Result<String, ParamErr
                     return Err(ParamError::field(
                         name,
                         format!(
-                            "Invalid '{name}' value '{value}': expected one APScheduler field \
+                            "Invalid '{name}' value '{}': expected one APScheduler field \
                              expression such as '*', '*/5', '1-5' or '1,15' (no spaces; forms \
-                             like '1st mon' are not supported)"
+                             like '1st mon' are not supported)",
+                            excerpt(value)
                         ),
                     ));
                 }
@@ -300,11 +422,14 @@ pub fn blame_stackstorm_field(fields: &StackStormFields) -> Option<ParamError> {
         *slot = Some(value.clone());
         let error = match assemble_stackstorm(&alone) {
             Err(e) => return Some(e),
-            Ok(expression) => parse(&expression).err()?,
+            Ok(expression) => match syntax::check(&expression) {
+                Err(detail) => detail,
+                Ok(()) => parse(&expression).err()?.to_string(),
+            },
         };
         Some(ParamError::field(
             name,
-            format!("Invalid '{name}' value '{value}': {error}"),
+            format!("Invalid '{name}' value '{}': {error}", excerpt(value)),
         ))
     })
 }
@@ -317,9 +442,10 @@ fn apscheduler_weekdays(value: &str) -> Result<String, ParamError> {
         ParamError::field(
             "day_of_week",
             format!(
-                "Invalid 'day_of_week' value '{value}': expected APScheduler weekdays, numbers \
+                "Invalid 'day_of_week' value '{}': expected APScheduler weekdays, numbers \
                  0-6 with 0 = Monday or names mon-sun, as a single value, range, list or step \
-                 (e.g. 'mon-fri', '0,2,4')"
+                 (e.g. 'mon-fri', '0,2,4')",
+                excerpt(value)
             ),
         )
     };

@@ -10,7 +10,7 @@ use chrono::{
 };
 use chrono_tz::Tz;
 
-use crate::error::ParamError;
+use crate::error::{excerpt, ParamError};
 
 /// Reads an IANA time zone name (e.g. `Europe/Berlin`, `UTC`).
 ///
@@ -31,8 +31,9 @@ pub fn parse_timezone(name: &str) -> Result<Tz, ParamError> {
     Err(ParamError::field(
         "timezone",
         format!(
-            "Invalid timezone '{name}': not an IANA time zone name; expected a name such as \
-             'UTC', 'Europe/Berlin' or 'America/New_York'"
+            "Invalid timezone '{}': not an IANA time zone name; expected a name such as \
+             'UTC', 'Europe/Berlin' or 'America/New_York'",
+            excerpt(name)
         ),
     ))
 }
@@ -50,20 +51,12 @@ pub fn format_utc(instant: DateTime<Utc>) -> String {
 /// only meaningful with a time zone, so it needs `tz`. The error is a detail sentence for the
 /// caller to prefix with the field's own message.
 pub fn parse_datetime(text: &str, tz: Option<Tz>) -> Result<DateTime<Utc>, String> {
-    let trimmed = text.trim();
-    // RFC 3339 allows a space for the `T`; chrono's strict parser does not.
-    let normalized: std::borrow::Cow<'_, str> =
-        if trimmed.len() > 10 && trimmed.as_bytes()[10] == b' ' {
-            format!("{}T{}", &trimmed[..10], &trimmed[11..]).into()
-        } else {
-            trimmed.into()
-        };
+    let normalized = normalize(text.trim());
+    let trimmed = &excerpt(text.trim());
     if let Ok(dt) = DateTime::parse_from_rfc3339(&normalized) {
         return Ok(dt.with_timezone(&Utc));
     }
-    let naive = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
-        .iter()
-        .find_map(|format| NaiveDateTime::parse_from_str(&normalized, format).ok());
+    let naive = parse_naive(&normalized);
     match (naive, tz) {
         (Some(naive), Some(tz)) => resolve_local(&tz, naive)
             .ok_or_else(|| format!("'{trimmed}' cannot be placed in time zone {}", tz.name())),
@@ -76,6 +69,58 @@ pub fn parse_datetime(text: &str, tz: Option<Tz>) -> Result<DateTime<Utc>, Strin
              2026-05-01T09:00:00+02:00"
         )),
     }
+}
+
+/// RFC 3339 allows a space for the `T`; chrono's strict parser does not.
+fn normalize(trimmed: &str) -> std::borrow::Cow<'_, str> {
+    if trimmed.len() > 10 && trimmed.as_bytes()[10] == b' ' && trimmed.is_char_boundary(11) {
+        format!("{}T{}", &trimmed[..10], &trimmed[11..]).into()
+    } else {
+        trimmed.into()
+    }
+}
+
+fn parse_naive(normalized: &str) -> Option<NaiveDateTime> {
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
+        .iter()
+        .find_map(|format| NaiveDateTime::parse_from_str(normalized, format).ok())
+}
+
+/// A start time (an RRULE's `dtstart`) whose local wall time falls in a daylight-saving gap
+/// of `zone`, read as RFC 5545 §3.3.5 says: with the offset in force before the gap. Applies
+/// to a naive text (read in `given_zone`, which must then be `zone`) and to a text written
+/// with exactly that offset as digits (`2026-03-29T02:30:00+01:00` in Europe/Berlin), which
+/// names the same start; a `Z` time is an instant and never such a start. Returns the instant and the wall time, so that a schedule can keep the wall
+/// time (02:30) rather than the instant's (03:30); `None` when the text is no such time.
+pub fn start_in_gap(
+    text: &str,
+    given_zone: Option<Tz>,
+    zone: Tz,
+) -> Option<(DateTime<Utc>, NaiveDateTime)> {
+    let normalized = normalize(text.trim());
+    if normalized.ends_with(['Z', 'z']) {
+        // A UTC instant names an instant, whatever the zone's wall clock says there.
+        return None;
+    }
+    let (wall, written_offset) = match DateTime::parse_from_rfc3339(&normalized) {
+        Ok(dt) => (dt.naive_local(), Some(dt.offset().local_minus_utc())),
+        Err(_) if given_zone == Some(zone) => (parse_naive(&normalized)?, None),
+        Err(_) => return None,
+    };
+    if !matches!(zone.from_local_datetime(&wall), LocalResult::None) {
+        return None;
+    }
+    let before = zone
+        .offset_from_utc_datetime(&wall.checked_sub_signed(Duration::days(1))?)
+        .fix()
+        .local_minus_utc();
+    if written_offset.is_some_and(|offset| offset != before) {
+        return None;
+    }
+    let instant = wall
+        .checked_sub_signed(Duration::seconds(before.into()))?
+        .and_utc();
+    Some((instant, wall))
 }
 
 /// The instant a local wall-clock time names in `tz`.
@@ -241,6 +286,38 @@ mod tests {
                 utc(expected),
                 "{zone} {local}"
             );
+        }
+    }
+
+    #[test]
+    fn start_in_a_gap_keeps_the_offset_before_it() {
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        let wall =
+            NaiveDateTime::parse_from_str("2026-03-29T02:30:00", "%Y-%m-%dT%H:%M:%S").unwrap();
+        for text in ["2026-03-29T02:30:00", "2026-03-29 02:30:00+01:00"] {
+            assert_eq!(
+                start_in_gap(text, Some(berlin), berlin),
+                Some((utc("2026-03-29T01:30:00Z"), wall)),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            start_in_gap("2026-03-29T02:30:00+01:00", None, berlin),
+            Some((utc("2026-03-29T01:30:00Z"), wall))
+        );
+        // Not in a gap, another offset, or naive without the zone: not such a start.
+        for (text, given) in [
+            ("2026-03-29T03:30:00", Some(berlin)),
+            ("2026-03-29T02:30:00+02:00", Some(berlin)),
+            ("2026-03-29T02:30:00Z", Some(berlin)),
+            (
+                "2026-03-29T01:30:00Z",
+                Some("Europe/London".parse().unwrap()),
+            ),
+            ("2026-03-29T02:30:00", None),
+            ("garbage", Some(berlin)),
+        ] {
+            assert_eq!(start_in_gap(text, given, berlin), None, "{text}");
         }
     }
 

@@ -43,3 +43,42 @@ impl fmt::Display for ParamError {
 }
 
 impl std::error::Error for ParamError {}
+
+/// The longest excerpt of a user's value quoted in a message, in characters.
+pub const EXCERPT_LEN: usize = 60;
+
+/// A user's value as messages quote it: control characters escaped (`\n`, `\u{1b}`) and cut
+/// to about [`EXCERPT_LEN`] characters (`…` marks the cut), so that a huge or binary value
+/// cannot flood a log line.
+pub fn excerpt(text: &str) -> String {
+    let mut out = String::new();
+    for (count, c) in text.chars().enumerate() {
+        if count == EXCERPT_LEN {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_are_short_and_escaped() {
+        assert_eq!(excerpt("0 9 * * *"), "0 9 * * *");
+        assert_eq!(excerpt("a\nb\u{1b}c\t"), "a\\nb\\u{1b}c\\t");
+        let long = "x".repeat(500);
+        assert_eq!(excerpt(&long), format!("{}…", "x".repeat(EXCERPT_LEN)));
+        assert_eq!(
+            excerpt("é".repeat(61).as_str()).chars().count(),
+            EXCERPT_LEN + 1
+        );
+    }
+}

@@ -101,6 +101,23 @@ pub struct Fire<'a> {
     pub next_fire_at: Option<DateTime<Utc>>,
 }
 
+/// How far after "now" (or after the previous fire) a fire may lie: 365,000 days, i.e. 1000
+/// years, slightly less than the host's own limit (1000 × 366 days), past which the host
+/// refuses an answer as absurdly far. A rule whose first fire lies further is refused at
+/// validation; a later fire further than this from the one before counts as the schedule's
+/// end (`None`), so that no call the host makes ever fails on it.
+pub const MAX_HORIZON_DAYS: i64 = 365_000;
+
+/// [`MAX_HORIZON_DAYS`] as messages say it.
+pub const MAX_HORIZON_TEXT: &str = "1000 years (365,000 days)";
+
+/// Whether `next` lies beyond the horizon after `after`.
+pub(crate) fn beyond_horizon(after: DateTime<Utc>, next: DateTime<Utc>) -> bool {
+    after
+        .checked_add_signed(chrono::Duration::days(MAX_HORIZON_DAYS))
+        .is_some_and(|limit| next > limit)
+}
+
 /// What the component says about itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ComponentInfo {
@@ -171,6 +188,8 @@ pub fn next_fire_parsed(
             datetime::format_utc(next),
             datetime::format_utc(after)
         ))),
+        // Further than the host accepts: the schedule has, in effect, ended.
+        Some(next) if beyond_horizon(after, next) => Ok(None),
         next => Ok(next),
     }
 }

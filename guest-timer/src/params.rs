@@ -15,12 +15,12 @@ use serde_json::{Map, Value};
 
 use crate::cron::{self, CronSchedule, StackStormFields};
 use crate::datetime::{self, format_utc, parse_timezone};
-use crate::error::ParamError;
+use crate::error::{excerpt, ParamError};
 use crate::interval::{IntervalSchedule, Unit, UNIT_NAMES};
 use crate::oneshot::OneShotSchedule;
 use crate::rrule::{self as rrule_kind, RruleSchedule, RuleParts, FREQUENCIES};
 use crate::spec::TimerSpec;
-use crate::{RuleInput, TimerKind};
+use crate::{RuleInput, TimerKind, MAX_HORIZON_TEXT};
 
 /// The trigger refs handled, in the order `describe` lists them.
 pub const TRIGGER_REFS: [&str; 5] = [
@@ -70,8 +70,9 @@ pub fn read_rule(rule: &RuleInput, now: DateTime<Utc>) -> Result<(String, TimerS
                     return Err(ParamError::field(
                         "type",
                         format!(
-                            "'type' is '{text}', but trigger {r} takes {} params; remove 'type' \
+                            "'type' is '{}', but trigger {r} takes {} params; remove 'type' \
                              or use the trigger of that kind",
+                            excerpt(text),
                             kind_name(kind)
                         ),
                     ));
@@ -145,7 +146,7 @@ fn read_tag(obj: &Map<String, Value>) -> Result<Option<(String, TimerKind)>, Par
                 "cron" => TimerKind::Cron,
                 "date_time" | "datetime" | "one_shot" => TimerKind::OneShot,
                 "rrule" => TimerKind::Rrule,
-                _ => return Err(unknown(format!("'{text}'"))),
+                _ => return Err(unknown(format!("'{}'", excerpt(text)))),
             };
             Ok(Some((text.clone(), kind)))
         }
@@ -272,7 +273,10 @@ fn read_unit(obj: &Map<String, Value>) -> Result<Unit, ParamError> {
         Some(Value::String(name)) => Unit::parse(name).ok_or_else(|| {
             ParamError::field(
                 "unit",
-                format!("Failed to parse 'unit' field: unknown unit '{name}'; expected one of {UNIT_NAMES}"),
+                format!(
+                    "Failed to parse 'unit' field: unknown unit '{}'; expected one of {UNIT_NAMES}",
+                    excerpt(name)
+                ),
             )
         }),
         Some(other) => Err(ParamError::field(
@@ -341,12 +345,22 @@ fn read_cron(
         None => return Err(missing()),
     };
     match schedule.next_after(now)? {
+        Some(next) if crate::beyond_horizon(now, next) => Err(ParamError::field(
+            "expression",
+            format!(
+                "Cron expression '{}' first fires at {}, more than {MAX_HORIZON_TEXT} after \
+                 now ({}); the limit is {MAX_HORIZON_TEXT}",
+                excerpt(schedule.expression()),
+                format_utc(next),
+                format_utc(now)
+            ),
+        )),
         Some(_) => Ok(schedule),
         None => Err(ParamError::field(
             "expression",
             format!(
                 "Cron expression '{}' never fires after {} (in {})",
-                schedule.expression(),
+                excerpt(schedule.expression()),
                 format_utc(now),
                 timezone.name()
             ),
@@ -429,6 +443,17 @@ fn read_one_shot(
             ),
         ));
     }
+    if crate::beyond_horizon(now, fire_at) {
+        return Err(ParamError::field(
+            field,
+            format!(
+                "DateTime timer fire_at {} is more than {MAX_HORIZON_TEXT} after now ({}); \
+                 the limit is {MAX_HORIZON_TEXT}",
+                format_utc(fire_at),
+                format_utc(now)
+            ),
+        ));
+    }
     Ok(OneShotSchedule::new(fire_at, timezone))
 }
 
@@ -476,30 +501,114 @@ fn read_rrule(
             (rrule_kind::assemble(&parts)?, None, Some(parts))
         }
     };
-    let schedule = RruleSchedule::new(&text, dtstart, timezone).map_err(|detail| ParamError {
-        field: field.map(str::to_string),
-        message: format!("Failed to parse RRULE for rule {rule_id}: {detail}"),
-    })?;
+    // A start inside a daylight-saving gap keeps its wall time (RFC 5545 §3.3.5).
+    let gap = match get(obj, "dtstart") {
+        Some(Value::String(given)) => datetime::start_in_gap(given, given_zone, timezone),
+        _ => None,
+    };
+    let (dtstart, gap_wall) = match gap {
+        Some((start, wall)) => (start, Some(wall)),
+        None => (dtstart, None),
+    };
+    let schedule =
+        RruleSchedule::with_gap_start(&text, dtstart, timezone, gap_wall).map_err(|detail| {
+            // The platform's prefix names the rule; a rule id of 0 (a rule not stored yet)
+            // names nothing.
+            let prefix = if rule_id == 0 {
+                "Failed to parse RRULE".to_string()
+            } else {
+                format!("Failed to parse RRULE for rule {rule_id}")
+            };
+            ParamError {
+                field: Some(
+                    field
+                        .or_else(|| structured_field_of(&detail))
+                        .unwrap_or("freq")
+                        .to_string(),
+                ),
+                message: format!("{prefix}: {detail}"),
+            }
+        })?;
+    let shown = excerpt(&text);
     match schedule.next_after(now)? {
+        Some(next) if crate::beyond_horizon(now, next) => {
+            let field = if crate::beyond_horizon(now, schedule.dtstart()) {
+                "dtstart"
+            } else if parts.is_some() {
+                "freq"
+            } else {
+                "rule"
+            };
+            Err(ParamError::field(
+                field,
+                format!(
+                    "RRULE '{shown}' first fires at {}, more than {MAX_HORIZON_TEXT} after now \
+                     ({}); the limit is {MAX_HORIZON_TEXT}",
+                    format_utc(next),
+                    format_utc(now)
+                ),
+            ))
+        }
         Some(_) => Ok(schedule),
         None => {
+            // Whether the rule has any occurrence at all, from its start on.
+            let ever = DateTime::from_timestamp(schedule.dtstart().timestamp() - 1, 0)
+                .map(|before| schedule.next_after(before))
+                .transpose()?
+                .flatten();
             let field = match &parts {
                 None => "rule",
                 Some(p) if p.until.is_some() => "until",
                 Some(p) if p.count.is_some() => "count",
                 Some(_) => "freq",
             };
-            Err(ParamError::field(
-                field,
-                format!(
-                    "RRULE '{text}' (from {}) has no occurrence after now ({}); the schedule has \
-                     already ended",
+            let message = match ever {
+                Some(last_seen) if last_seen <= now => format!(
+                    "RRULE '{shown}' (from {}) has no occurrence after now ({}); the schedule \
+                     has already ended",
                     format_utc(schedule.dtstart()),
                     format_utc(now)
                 ),
+                _ => format!(
+                    "RRULE '{shown}' (from {}) has no occurrence at all: no date matches its \
+                     parts together (e.g. BYMONTH=2;BYMONTHDAY=30)",
+                    format_utc(schedule.dtstart())
+                ),
+            };
+            Err(ParamError::field(
+                if parts.is_some() && ever.is_none() {
+                    "freq"
+                } else {
+                    field
+                },
+                message,
             ))
         }
     }
+}
+
+/// The structured field an RRULE detail message is about, by the part it names first.
+fn structured_field_of(detail: &str) -> Option<&'static str> {
+    const PARTS: [(&str, &str); 13] = [
+        ("BYMONTHDAY", "by_month_day"),
+        ("BYMONTH", "by_month"),
+        ("BYYEARDAY", "by_year_day"),
+        ("BYWEEKNO", "by_week_no"),
+        ("BYHOUR", "by_hour"),
+        ("BYMINUTE", "by_minute"),
+        ("BYSECOND", "by_second"),
+        ("BYSETPOS", "by_set_pos"),
+        ("BYDAY", "by_day"),
+        ("UNTIL", "until"),
+        ("COUNT", "count"),
+        ("INTERVAL", "interval"),
+        ("WKST", "week_start"),
+    ];
+    PARTS
+        .iter()
+        .filter_map(|(part, field)| detail.find(part).map(|at| (at, *field)))
+        .min_by_key(|(at, _)| *at)
+        .map(|(_, field)| field)
 }
 
 /// A date-time field: `None` if absent; an error if present but unreadable.

@@ -18,21 +18,29 @@
 //!   day) is read in the rule's time zone. The crate would read it in the *machine's* zone
 //!   and then refuse it; a sandboxed component has no machine zone.
 //! - `dtstart` is cut to whole seconds, as the iCal form (`YYYYMMDDTHHMMSS`) does.
+//! - A `dtstart` whose wall time falls in a spring-forward gap (naive, or written with the
+//!   offset before the gap) is read with that offset and keeps its wall time for the times of
+//!   day it lends the rule (RFC 5545 §3.3.5; `docs/timer-semantics.md` §5).
+//! - BYDAY ordinals are checked against FREQ as RFC 5545 says (MONTHLY −5…5, YEARLY −53…53,
+//!   −5…5 with BYMONTH, none with BYWEEKNO or other frequencies); the crate's narrower
+//!   ranges (it refuses −5 and −53) are worked around by an equivalent rule (`for_the_crate`).
 //!
 //! Iteration is bounded so that no rule can loop for long: for rules without `COUNT`, the
-//! start handed to the crate is moved forward by whole periods (days, weeks, or months and
-//! years from a period's first day) to just before the instant asked about, which changes no
-//! occurrence after it; the crate's own loop limit is on; and at most
+//! start handed to the crate is moved forward to the first day, at midnight, of a later
+//! period (a day; a week, from WKST; a month; a year) just before the instant asked about,
+//! which changes no occurrence after it (BYSETPOS then picks from whole periods); the crate's own loop limit is on; and at most
 //! [`MAX_OCCURRENCES_SCANNED`] occurrences are looked at per question.
 
 use std::str::FromStr;
 
 use ::rrule::{Frequency, RRule, RRuleSet, Unvalidated, Validated};
-use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{
+    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc,
+};
 use chrono_tz::Tz;
 
 use crate::datetime;
-use crate::error::ParamError;
+use crate::error::{excerpt, ParamError};
 
 mod subdaily;
 
@@ -64,12 +72,28 @@ pub struct RruleSchedule {
     rrule: RRule<Validated>,
     /// SECONDLY, MINUTELY and HOURLY rules are enumerated here, not by the crate.
     subdaily: Option<SubDaily>,
+    /// The wall time of a `dtstart` that fell in a daylight-saving gap (see
+    /// [`RruleSchedule::with_gap_start`]); `None` otherwise.
+    gap_wall: Option<NaiveDateTime>,
 }
 
 impl RruleSchedule {
     /// Parses `rule` (an `RRULE:` prefix is stripped) with its start and time zone. The error
     /// is a detail sentence; callers prefix it (`Failed to parse RRULE for rule <id>: …`).
     pub fn new(rule: &str, dtstart: DateTime<Utc>, timezone: Tz) -> Result<Self, String> {
+        Self::with_gap_start(rule, dtstart, timezone, None)
+    }
+
+    /// [`RruleSchedule::new`] for a `dtstart` whose local wall time `gap_wall` does not exist
+    /// (a spring-forward gap): `dtstart` is that wall time read with the offset before the
+    /// gap (RFC 5545 §3.3.5, see [`datetime::start_in_gap`]), and the times of day the rule
+    /// takes from its start are the wall time's (02:30), not the instant's (03:30).
+    pub fn with_gap_start(
+        rule: &str,
+        dtstart: DateTime<Utc>,
+        timezone: Tz,
+        gap_wall: Option<NaiveDateTime>,
+    ) -> Result<Self, String> {
         let body = strip_prefix(rule);
         if body.is_empty() {
             return Err("the rule is empty; expected e.g. FREQ=DAILY;BYHOUR=9".to_string());
@@ -88,7 +112,35 @@ impl RruleSchedule {
         let dtstart = DateTime::from_timestamp(dtstart.timestamp(), 0).unwrap_or(dtstart);
         let start = dtstart.with_timezone(&::rrule::Tz::Tz(timezone));
         let subdaily = SubDaily::new(&unvalidated, dtstart, timezone)?;
-        let rrule = unvalidated.validate(start).map_err(|e| e.to_string())?;
+        let gap_wall = gap_wall
+            .filter(|_| subdaily.is_none())
+            .map(|w| w.with_nanosecond(0).unwrap_or(w));
+        let mut unvalidated = unvalidated;
+        if let Some(wall) = gap_wall {
+            // The defaults the crate would take from the start's time of day, from the wall.
+            if unvalidated.get_by_hour().is_empty() {
+                unvalidated = unvalidated.by_hour(vec![wall.hour() as u8]);
+            }
+            if unvalidated.get_by_minute().is_empty() {
+                unvalidated = unvalidated.by_minute(vec![wall.minute() as u8]);
+            }
+            if unvalidated.get_by_second().is_empty() {
+                unvalidated = unvalidated.by_second(vec![wall.second() as u8]);
+            }
+        }
+        if let Some(until) = unvalidated.get_until() {
+            if until.with_timezone(&Utc) < dtstart {
+                return Err(format!(
+                    "UNTIL {} is before dtstart {}, so the rule has no occurrence; give an \
+                     UNTIL at or after the start",
+                    datetime::format_utc(until.with_timezone(&Utc)),
+                    datetime::format_utc(dtstart)
+                ));
+            }
+        }
+        let rrule = for_the_crate(unvalidated)?
+            .validate(start)
+            .map_err(crate_error)?;
         Ok(RruleSchedule {
             rule: body.to_string(),
             dtstart,
@@ -96,6 +148,7 @@ impl RruleSchedule {
             start,
             rrule,
             subdaily,
+            gap_wall,
         })
     }
 
@@ -112,6 +165,11 @@ impl RruleSchedule {
     /// The time zone the rule is evaluated in.
     pub fn timezone(&self) -> Tz {
         self.timezone
+    }
+
+    /// The wall time of a start inside a daylight-saving gap, if it was one.
+    pub fn gap_wall(&self) -> Option<NaiveDateTime> {
+        self.gap_wall
     }
 
     /// The first occurrence strictly after `after`; `None` when the rule has run out (or no
@@ -148,9 +206,9 @@ impl RruleSchedule {
         Ok(None)
     }
 
-    /// Where to start iterating to answer "next after `after`": `dtstart` itself, or a later
-    /// start a whole number of periods (FREQ × INTERVAL, counted on the local wall clock as
-    /// the crate counts) on, at or before `after`. Every occurrence from that start on is
+    /// Where to start iterating to answer "next after `after`": `dtstart` itself, or the
+    /// first day (at midnight) of a later period (FREQ × INTERVAL, counted on the local wall
+    /// clock as the crate counts), at or before `after`. Every occurrence from that start on is
     /// the same as from `dtstart`, because the crate's periods and the defaults it takes from
     /// the start (already fixed in `self.rrule`) do not move. Not done with `COUNT`, where
     /// the earlier occurrences count.
@@ -166,21 +224,31 @@ impl RruleSchedule {
         if after_local <= start_local {
             return self.start;
         }
-        let fixed_unit = match self.rrule.get_freq() {
-            Frequency::Daily => Some(86_400),
-            Frequency::Weekly => Some(604_800),
-            // Sub-daily rules do not come here (see `subdaily`).
-            Frequency::Secondly | Frequency::Minutely | Frequency::Hourly => Some(1),
-            Frequency::Monthly | Frequency::Yearly => None,
-        };
-        if let Some(unit) = fixed_unit {
-            // Whole periods on the local wall clock keep the time of day and the weekday.
-            let period = unit * interval;
-            let k = (after_local - start_local).num_seconds() / period;
+        if let Some(days) = match self.rrule.get_freq() {
+            Frequency::Daily => Some(1),
+            Frequency::Weekly => Some(7),
+            _ => None,
+        } {
+            // Restart at the first day of a period (a week begins on WKST), at midnight, so
+            // that the crate builds whole periods: a restart mid-period would make a partial
+            // set, and BYSETPOS would pick from it. The crate's times and days come from the
+            // rule alone (its defaults were taken from the real dtstart).
+            let period = days * interval;
+            let start_date = start_local.date();
+            let base = if days == 7 {
+                let wkst = self.rrule.get_week_start().num_days_from_monday();
+                let back = (start_date.weekday().num_days_from_monday() + 7 - wkst) % 7;
+                start_date - Duration::days(i64::from(back))
+            } else {
+                start_date
+            };
+            let k = (after_local.date() - base).num_days().div_euclid(period);
             return self.first_fitting(k, after, |k| {
-                start_local.checked_add_signed(Duration::seconds(k.checked_mul(period)?))
+                base.checked_add_signed(Duration::days(k.checked_mul(period)?))?
+                    .and_hms_opt(0, 0, 0)
             });
         }
+        // Sub-daily rules do not come here (see `subdaily`).
         // Months and years vary in length: restart at the first day of a period, at midnight.
         // The crate builds these periods' days and times from the rule alone (its BYxxx
         // defaults were taken from the real dtstart), so the start's own day and time do not
@@ -250,12 +318,23 @@ fn parse_body(body: &str, timezone: Tz) -> Result<RRule<Unvalidated>, String> {
         let (key, value) = part
             .split_once('=')
             .map(|(k, v)| (k.trim(), v.trim()))
-            .ok_or_else(|| format!("'{part}' is not NAME=VALUE"))?;
+            .ok_or_else(|| {
+                format!(
+                    "'{}' is not NAME=VALUE; expected parts like FREQ=WEEKLY;BYDAY=MO",
+                    excerpt(part)
+                )
+            })?;
         if seen.contains(&key) {
-            return Err(format!("{key} is given twice"));
+            return Err(format!("{} is given twice", excerpt(key)));
         }
         seen.push(key);
-        let bad = |what: &str| format!("{key}={value} is invalid; expected {what}");
+        let bad = |what: &str| {
+            format!(
+                "{}={} is invalid; expected {what}",
+                excerpt(key),
+                excerpt(value)
+            )
+        };
         rule = match key {
             "FREQ" => {
                 freq = Some(
@@ -285,7 +364,8 @@ fn parse_body(body: &str, timezone: Tz) -> Result<RRule<Unvalidated>, String> {
                 weekday(value).ok_or_else(|| bad("one of MO, TU, WE, TH, FR, SA, SU"))?,
             ),
             "BYSETPOS" => rule.by_set_pos(
-                numbers(value, -366, 366).ok_or_else(|| bad("numbers from -366 to 366"))?,
+                numbers(value, -366, 366)
+                    .ok_or_else(|| bad("numbers from -366 to -1 or 1 to 366"))?,
             ),
             "BYMONTH" => {
                 let months: Vec<chrono::Month> = numbers::<u8>(value, 1, 12)
@@ -296,13 +376,15 @@ fn parse_body(body: &str, timezone: Tz) -> Result<RRule<Unvalidated>, String> {
                 rule.by_month(&months)
             }
             "BYMONTHDAY" => rule.by_month_day(
-                numbers(value, -31, 31).ok_or_else(|| bad("numbers from -31 to 31"))?,
+                numbers(value, -31, 31).ok_or_else(|| bad("numbers from -31 to -1 or 1 to 31"))?,
             ),
             "BYYEARDAY" => rule.by_year_day(
-                numbers(value, -366, 366).ok_or_else(|| bad("numbers from -366 to 366"))?,
+                numbers(value, -366, 366)
+                    .ok_or_else(|| bad("numbers from -366 to -1 or 1 to 366"))?,
             ),
-            "BYWEEKNO" => rule
-                .by_week_no(numbers(value, -53, 53).ok_or_else(|| bad("numbers from -53 to 53"))?),
+            "BYWEEKNO" => rule.by_week_no(
+                numbers(value, -53, 53).ok_or_else(|| bad("numbers from -53 to -1 or 1 to 53"))?,
+            ),
             "BYHOUR" => {
                 rule.by_hour(numbers(value, 0, 23).ok_or_else(|| bad("numbers from 0 to 23"))?)
             }
@@ -310,7 +392,7 @@ fn parse_body(body: &str, timezone: Tz) -> Result<RRule<Unvalidated>, String> {
                 rule.by_minute(numbers(value, 0, 59).ok_or_else(|| bad("numbers from 0 to 59"))?)
             }
             "BYSECOND" => {
-                rule.by_second(numbers(value, 0, 60).ok_or_else(|| bad("numbers from 0 to 60"))?)
+                rule.by_second(numbers(value, 0, 59).ok_or_else(|| bad("numbers from 0 to 59"))?)
             }
             "BYDAY" => {
                 let days = value
@@ -322,9 +404,10 @@ fn parse_body(body: &str, timezone: Tz) -> Result<RRule<Unvalidated>, String> {
             }
             _ => {
                 return Err(format!(
-                    "unknown RRULE part '{key}'; expected FREQ, INTERVAL, COUNT, UNTIL, BYDAY, \
+                    "unknown RRULE part '{}'; expected FREQ, INTERVAL, COUNT, UNTIL, BYDAY, \
                      BYMONTHDAY, BYMONTH, BYYEARDAY, BYWEEKNO, BYHOUR, BYMINUTE, BYSECOND, \
-                     BYSETPOS or WKST"
+                     BYSETPOS or WKST",
+                    excerpt(key)
                 ))
             }
         };
@@ -333,16 +416,148 @@ fn parse_body(body: &str, timezone: Tz) -> Result<RRule<Unvalidated>, String> {
         return Err(COUNT_AND_UNTIL.to_string());
     }
     let freq = freq.ok_or_else(|| format!("FREQ is missing; expected one of {FREQUENCIES}"))?;
+    check_ordinals(
+        freq,
+        rule.get_by_weekday(),
+        !rule.get_by_month().is_empty(),
+        !rule.get_by_week_no().is_empty(),
+    )?;
     Ok(rule.freq(freq))
 }
 
-/// A comma-separated list of numbers, each in `min..=max`.
+/// RFC 5545 §3.3.10: a BYDAY ordinal (`1MO`, `-1FR`) only with FREQ=MONTHLY (−5…5) or
+/// FREQ=YEARLY (−53…53; with BYMONTH it counts within the month, so −5…5; not with
+/// BYWEEKNO). The error is a detail sentence.
+fn check_ordinals(
+    freq: Frequency,
+    days: &[::rrule::NWeekday],
+    by_month: bool,
+    by_week_no: bool,
+) -> Result<(), String> {
+    for day in days {
+        let ::rrule::NWeekday::Nth(n, weekday) = day else {
+            continue;
+        };
+        let code = WEEKDAYS[weekday.num_days_from_monday() as usize];
+        let max = match freq {
+            Frequency::Monthly => 5,
+            Frequency::Yearly if by_week_no => {
+                return Err(format!(
+                    "BYDAY value {n}{code} has an ordinal, which RFC 5545 does not allow with                      FREQ=YEARLY and BYWEEKNO; use a plain weekday ({code})"
+                ))
+            }
+            Frequency::Yearly if by_month => 5,
+            Frequency::Yearly => 53,
+            _ => {
+                return Err(format!(
+                    "BYDAY value {n}{code} has an ordinal, which RFC 5545 allows only with                      FREQ=MONTHLY or FREQ=YEARLY; with FREQ={freq} use a plain weekday ({code})"
+                ))
+            }
+        };
+        if !(-max..=max).contains(n) {
+            let within = if by_month { " and BYMONTH" } else { "" };
+            return Err(format!(
+                "BYDAY value {n}{code} is out of range; with FREQ={freq}{within} an ordinal                  is from -{max} to {max}, not 0"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The crate's validation error, said as the other messages are (the part, its value and
+/// what is accepted) instead of in the crate's words.
+fn crate_error(error: ::rrule::RRuleError) -> String {
+    use ::rrule::ValidationError as V;
+    let ::rrule::RRuleError::ValidationError(error) = error else {
+        return error.to_string();
+    };
+    match error {
+        V::InvalidByRuleAndFrequency { by_rule, freq } => format!(
+            "{by_rule} cannot be used with FREQ={freq} (RFC 5545: BYWEEKNO only with YEARLY, \
+             BYYEARDAY not with DAILY, WEEKLY or MONTHLY, BYMONTHDAY not with WEEKLY)"
+        ),
+        V::BySetPosWithoutByRule => "BYSETPOS needs another BY part to pick from (e.g. \
+             BYDAY=MO,TU,WE,TH,FR;BYSETPOS=-1)"
+            .to_string(),
+        V::InvalidFieldValueRangeWithFreq {
+            field,
+            value,
+            freq,
+            start_idx,
+            end_idx,
+        } => format!(
+            "{field}={} is out of range for FREQ={freq}; expected {start_idx} to {end_idx}",
+            excerpt(&value)
+        ),
+        V::InvalidFieldValueRange {
+            field,
+            value,
+            start_idx,
+            end_idx,
+        } => format!(
+            "{field}={} is out of range; expected {start_idx} to {end_idx}",
+            excerpt(&value)
+        ),
+        V::TooBigInterval(interval) => {
+            format!("INTERVAL={interval} is too large for this FREQ; expected a smaller interval")
+        }
+        V::StartYearOutOfRange(year) => format!(
+            "dtstart's year {year} is out of the range supported; expected a year from \
+             -10000 to 10000"
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// Rewrites what the crate would refuse although RFC 5545 allows it: the ordinal −5 with
+/// MONTHLY and −53 with YEARLY (the crate accepts −4…5 and −52…53). The n-th last weekday
+/// of a month with 5 of them is its first one, which falls on a day whose count from the
+/// end is −29 or lower; so `-5MO` is `MO` with BYMONTHDAY=-31,-30,-29 (and `-53MO` is `MO`
+/// with BYYEARDAY=-366,-365). That holds when every BYDAY value is such an ordinal and no
+/// other day filter is given; other mixes are refused.
+fn for_the_crate(rule: RRule<Unvalidated>) -> Result<RRule<Unvalidated>, String> {
+    use ::rrule::NWeekday;
+    let (edge, monthly) = match rule.get_freq() {
+        Frequency::Monthly => (-5, true),
+        Frequency::Yearly if rule.get_by_month().is_empty() => (-53, false),
+        _ => return Ok(rule),
+    };
+    let days = rule.get_by_weekday();
+    let is_edge = |d: &NWeekday| matches!(d, NWeekday::Nth(n, _) if *n == edge);
+    if !days.iter().any(is_edge) {
+        return Ok(rule);
+    }
+    let other_filter = !rule.get_by_month_day().is_empty()
+        || !rule.get_by_year_day().is_empty()
+        || !rule.get_by_week_no().is_empty();
+    if !days.iter().all(is_edge) || other_filter {
+        return Err(format!(
+            "BYDAY ordinal {edge} is supported only when every BYDAY value has it and no              BYMONTHDAY, BYYEARDAY or BYWEEKNO is given; give {edge} in a rule of its own"
+        ));
+    }
+    let plain: Vec<NWeekday> = days
+        .iter()
+        .map(|d| match d {
+            NWeekday::Nth(_, weekday) => NWeekday::Every(*weekday),
+            other => *other,
+        })
+        .collect();
+    let rule = rule.by_weekday(plain);
+    Ok(if monthly {
+        rule.by_month_day(vec![-31, -30, -29])
+    } else {
+        rule.by_year_day(vec![-366, -365])
+    })
+}
+
+/// A comma-separated list of numbers, each in `min..=max` (not 0 when `min` is negative).
 fn numbers<T: TryFrom<i16>>(value: &str, min: i16, max: i16) -> Option<Vec<T>> {
     value
         .split(',')
         .map(|item| {
             let n: i16 = item.trim().parse().ok()?;
-            if n < min || n > max {
+            // RFC 5545 gives no 0 in the ranges that count from both ends.
+            if n < min || n > max || (n == 0 && min < 0) {
                 return None;
             }
             T::try_from(n).ok()
@@ -405,10 +620,14 @@ fn until_in_utc(value: &str, timezone: Tz) -> Result<String, String> {
                 .ok()
                 .and_then(|d| d.and_hms_opt(23, 59, 59))
         });
-    let naive = naive
-        .ok_or_else(|| format!("UNTIL value '{value}' is not a date-time like 20261231T235959Z"))?;
+    let naive = naive.ok_or_else(|| {
+        format!(
+            "UNTIL value '{}' is not a date-time like 20261231T235959Z",
+            excerpt(value)
+        )
+    })?;
     let utc = datetime::resolve_local(&timezone, naive)
-        .ok_or_else(|| format!("UNTIL value '{value}' is out of range"))?;
+        .ok_or_else(|| format!("UNTIL value '{}' is out of range", excerpt(value)))?;
     Ok(utc.format("%Y%m%dT%H%M%SZ").to_string())
 }
 
@@ -441,7 +660,7 @@ pub fn assemble(parts: &RuleParts) -> Result<String, ParamError> {
             "freq",
             format!(
                 "Invalid 'freq' value '{}'; must be one of {FREQUENCIES}",
-                parts.freq
+                excerpt(&parts.freq)
             ),
         ));
     }
@@ -478,6 +697,18 @@ pub fn assemble(parts: &RuleParts) -> Result<String, ParamError> {
             .iter()
             .map(|d| by_day_token(d))
             .collect::<Result<Vec<_>, _>>()?;
+        let parsed: Vec<::rrule::NWeekday> = days.iter().filter_map(|d| nth_weekday(d)).collect();
+        if let Ok(frequency) = Frequency::from_str(&freq) {
+            check_ordinals(
+                frequency,
+                &parsed,
+                !parts.by_month.is_empty(),
+                !parts.by_week_no.is_empty(),
+            )
+            .map_err(|detail| {
+                ParamError::field("by_day", format!("Invalid 'by_day' value: {detail}"))
+            })?;
+        }
         out.push(format!("BYDAY={}", days.join(",")));
     }
     list_part(
@@ -507,7 +738,7 @@ pub fn assemble(parts: &RuleParts) -> Result<String, ParamError> {
     )?;
     list_part(&mut out, "BYHOUR", "by_hour", &parts.by_hour, 0, 23)?;
     list_part(&mut out, "BYMINUTE", "by_minute", &parts.by_minute, 0, 59)?;
-    list_part(&mut out, "BYSECOND", "by_second", &parts.by_second, 0, 60)?;
+    list_part(&mut out, "BYSECOND", "by_second", &parts.by_second, 0, 59)?;
     list_part(
         &mut out,
         "BYSETPOS",
@@ -521,7 +752,10 @@ pub fn assemble(parts: &RuleParts) -> Result<String, ParamError> {
         if !WEEKDAYS.contains(&wkst.as_str()) {
             return Err(ParamError::field(
                 "week_start",
-                format!("Invalid 'week_start' value '{week_start}'; must be one of MO, TU, WE, TH, FR, SA, SU"),
+                format!(
+                    "Invalid 'week_start' value '{}'; must be one of MO, TU, WE, TH, FR, SA, SU",
+                    excerpt(week_start)
+                ),
             ));
         }
         out.push(format!("WKST={wkst}"));
@@ -566,8 +800,9 @@ fn by_day_token(token: &str) -> Result<String, ParamError> {
         None => Err(ParamError::field(
             "by_day",
             format!(
-                "Invalid 'by_day' value '{token}'; expected a weekday MO, TU, WE, TH, FR, SA or \
-                 SU, optionally with an ordinal from -53 to 53 (e.g. 2TU, -1FR)"
+                "Invalid 'by_day' value '{}'; expected a weekday MO, TU, WE, TH, FR, SA or \
+                 SU, optionally with an ordinal from -53 to 53 (e.g. 2TU, -1FR)",
+                excerpt(token)
             ),
         )),
     }

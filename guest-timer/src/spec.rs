@@ -138,7 +138,22 @@ impl TimerSpec {
             },
             TimerSpec::Rrule(s) => SpecRepr::Rrule {
                 rule: s.rule().to_string(),
-                dtstart: format_utc(s.dtstart()),
+                dtstart: match s.gap_wall() {
+                    // The wall time with the offset before the gap: the same instant, and
+                    // read back as the same start (`datetime::start_in_gap`).
+                    Some(wall) => {
+                        let offset = (wall - s.dtstart().naive_utc()).num_seconds();
+                        let sign = if offset < 0 { '-' } else { '+' };
+                        let offset = offset.abs();
+                        format!(
+                            "{}{sign}{:02}:{:02}",
+                            wall.format("%Y-%m-%dT%H:%M:%S"),
+                            offset / 3600,
+                            offset % 3600 / 60
+                        )
+                    }
+                    None => format_utc(s.dtstart()),
+                },
                 timezone: s.timezone().name().to_string(),
             },
         }
@@ -172,12 +187,16 @@ impl TimerSpec {
                 dtstart,
                 timezone,
             } => {
-                let schedule = RruleSchedule::new(
-                    &rule,
-                    instant("dtstart", &dtstart)?,
-                    parse_timezone(&timezone)?,
-                )
-                .map_err(|e| ParamError::field("rule", format!("Failed to parse RRULE: {e}")))?;
+                let timezone = parse_timezone(&timezone)?;
+                let (start, gap_wall) =
+                    match crate::datetime::start_in_gap(&dtstart, None, timezone) {
+                        Some((start, wall)) => (start, Some(wall)),
+                        None => (instant("dtstart", &dtstart)?, None),
+                    };
+                let schedule = RruleSchedule::with_gap_start(&rule, start, timezone, gap_wall)
+                    .map_err(|e| {
+                        ParamError::field("rule", format!("Failed to parse RRULE: {e}"))
+                    })?;
                 TimerSpec::Rrule(schedule)
             }
         })

@@ -536,3 +536,193 @@ fn validate_parsed_over_the_conformance_cases() {
         "{accepted} accepted, {refused} refused"
     );
 }
+
+/// Successive fires of validated params, through the spec text as the host uses it.
+fn fires_of(trigger_ref: &str, params: &str, now: &str, n: usize) -> Vec<String> {
+    let v = validate(&rule(Some(trigger_ref), params), utc(now))
+        .unwrap_or_else(|e| panic!("{params}: {e}"));
+    let mut at = utc(now);
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let next = next_fire(&v.spec, at, at).unwrap().expect("a next fire");
+        out.push(datetime::format_utc(next));
+        at = next;
+    }
+    out
+}
+
+#[test]
+fn rrule_start_in_a_dst_gap_keeps_its_wall_time() {
+    // 02:30 does not exist on 2026-03-29 in Berlin: the start is read with the offset before
+    // the gap (01:30Z), and later days fire at 02:30 local (00:30Z).
+    let params =
+        r#"{"rule":"FREQ=DAILY","dtstart":"2026-03-29T02:30:00","timezone":"Europe/Berlin"}"#;
+    assert_eq!(
+        fires_of("core.rruletimer", params, "2026-03-28T12:00:00Z", 3),
+        [
+            "2026-03-29T01:30:00Z",
+            "2026-03-30T00:30:00Z",
+            "2026-03-31T00:30:00Z"
+        ]
+    );
+    let v = validate(
+        &rule(Some("core.rruletimer"), params),
+        utc("2026-03-28T12:00:00Z"),
+    )
+    .unwrap();
+    assert!(
+        v.spec.contains(r#""dtstart":"2026-03-29T02:30:00+01:00""#),
+        "{}",
+        v.spec
+    );
+    // The same start written with the offset before the gap; weekly, in New York.
+    let params =
+        r#"{"freq":"WEEKLY","dtstart":"2026-03-08T02:15:00-05:00","timezone":"America/New_York"}"#;
+    assert_eq!(
+        fires_of("core.rruletimer", params, "2026-03-01T00:00:00Z", 2),
+        ["2026-03-08T07:15:00Z", "2026-03-15T06:15:00Z"]
+    );
+}
+
+#[test]
+fn fires_beyond_the_horizon_are_refused_at_validation() {
+    let now = utc("2026-03-30T07:30:00Z");
+    for (trigger_ref, params, field) in [
+        (
+            "core.datetimetimer",
+            r#"{"fire_at":"5000-01-01T00:00:00Z"}"#,
+            "fire_at",
+        ),
+        (
+            "core.crontimer",
+            r#"{"expression":"0 0 0 1 1 * 3100"}"#,
+            "expression",
+        ),
+        (
+            "core.rruletimer",
+            r#"{"rule":"FREQ=YEARLY","dtstart":"3500-01-01T00:00:00Z"}"#,
+            "dtstart",
+        ),
+        (
+            "core.rruletimer",
+            r#"{"rule":"FREQ=YEARLY;INTERVAL=1500","dtstart":"2000-01-01T00:00:00Z"}"#,
+            "rule",
+        ),
+    ] {
+        let err = validate(&rule(Some(trigger_ref), params), now).expect_err(params);
+        assert_eq!(err.field.as_deref(), Some(field), "{params}: {err}");
+        assert!(err.message.contains("1000 years"), "{params}: {err}");
+    }
+    // Just inside the horizon is fine.
+    let v = validate(
+        &rule(
+            Some("core.datetimetimer"),
+            r#"{"fire_at":"3025-01-01T00:00:00Z"}"#,
+        ),
+        now,
+    )
+    .unwrap();
+    assert!(next_fire(&v.spec, now, now).unwrap().is_some());
+    // A later fire beyond the horizon ends the schedule rather than failing the call.
+    let v = validate(
+        &rule(
+            Some("core.crontimer"),
+            r#"{"expression":"0 0 0 1 1 * 2027,3100"}"#,
+        ),
+        now,
+    )
+    .unwrap();
+    let first = next_fire(&v.spec, now, now).unwrap().unwrap();
+    assert_eq!(first, utc("2027-01-01T00:00:00Z"));
+    assert_eq!(next_fire(&v.spec, now, first).unwrap(), None);
+}
+
+#[test]
+fn rrule_errors_say_what_is_wrong() {
+    let now = utc("2026-03-30T07:30:00Z");
+    let error = |id: i64, params: &str| {
+        validate(
+            &RuleInput {
+                id,
+                rule_ref: "r",
+                trigger_ref: Some("core.rruletimer"),
+                params,
+            },
+            now,
+        )
+        .unwrap_err()
+    };
+    // No "for rule 0" for a rule without an id yet.
+    let err = error(
+        0,
+        r#"{"rule":"FREQ=SOMETIMES","dtstart":"2026-03-01T00:00:00Z"}"#,
+    );
+    assert!(err.message.starts_with("Failed to parse RRULE: "), "{err}");
+    let err = error(
+        5,
+        r#"{"rule":"FREQ=SOMETIMES","dtstart":"2026-03-01T00:00:00Z"}"#,
+    );
+    assert!(
+        err.message
+            .starts_with("Failed to parse RRULE for rule 5: "),
+        "{err}"
+    );
+    // A rule that never matches is not "already ended", even with a future start.
+    let err = error(
+        5,
+        r#"{"rule":"FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30","dtstart":"2027-01-01T00:00:00Z"}"#,
+    );
+    assert_eq!(err.field.as_deref(), Some("rule"));
+    assert!(err.message.contains("no occurrence at all"), "{err}");
+    assert!(!err.message.contains("already ended"), "{err}");
+    let err = error(
+        5,
+        r#"{"freq":"DAILY","count":2,"dtstart":"2026-03-01T00:00:00Z"}"#,
+    );
+    assert_eq!(err.field.as_deref(), Some("count"));
+    assert!(err.message.contains("already ended"), "{err}");
+    // UNTIL before the start, structured: the until field, and no crate wording.
+    let err = error(
+        5,
+        r#"{"freq":"DAILY","until":"2026-05-01T00:00:00Z","dtstart":"2026-06-01T00:00:00Z"}"#,
+    );
+    assert_eq!(err.field.as_deref(), Some("until"), "{err}");
+    assert!(err.message.contains("is before dtstart"), "{err}");
+}
+
+#[test]
+fn quoted_values_are_short_and_escaped() {
+    let now = utc("2026-03-30T07:30:00Z");
+    let huge = format!("Mars/{}\u{1b}", "x".repeat(5000));
+    for (trigger_ref, params) in [
+        (
+            "core.crontimer",
+            json!({"expression": "0 9 * * *", "timezone": huge}),
+        ),
+        ("core.intervaltimer", json!({"interval": 5, "unit": huge})),
+        ("core.datetimetimer", json!({"fire_at": huge})),
+        (
+            "core.rruletimer",
+            json!({"freq": huge, "dtstart": "2026-03-01T00:00:00Z"}),
+        ),
+        (
+            "core.rruletimer",
+            json!({"rule": huge, "dtstart": "2026-03-01T00:00:00Z"}),
+        ),
+        ("core.crontimer", json!({"expression": huge})),
+        ("core.crontimer", json!({"hour": huge})),
+    ] {
+        let text = params.to_string();
+        let err = validate(&rule(Some(trigger_ref), &text), now).unwrap_err();
+        assert!(
+            err.message.chars().count() < 1000,
+            "{trigger_ref}: {}",
+            err.message
+        );
+        assert!(
+            !err.message.contains('\u{1b}'),
+            "{trigger_ref}: {}",
+            err.message
+        );
+    }
+}

@@ -453,6 +453,23 @@ for key, (tz, spring, fall, gap_h, dbl_h) in DST.items():
     cd(f"{key}-fall-hourly", tz, "0 * * * *", fmt(fa - dt.timedelta(minutes=150)), n=5)
     cd(f"{key}-fall-wildcard-minute-fixed-hour", tz, f"*/30 {dbl_h} * * *", day_before_fa,
        n=5, note="minute is not fixed: both passes through the repeated hour fire")
+# Fixed local times given as lists, ranges or steps without `*` follow the fixed-time rule too.
+cd("new-york-spring-fixed-list", "America/New_York", "30 2,14 * * *", "2026-03-07T18:00:00Z",
+   n=4, note="lists are fixed times: 02:30 falls in the gap and fires once after it")
+cd("new-york-spring-two-in-gap", "America/New_York", "0,30 2 * * *", "2026-03-07T18:00:00Z",
+   n=3, note="two fixed times in the same gap fire once, at the first instant after it")
+cd("sydney-spring-range-into-gap-end", "Australia/Sydney", "0 2-3 * * *",
+   "2026-10-03T05:00:00Z", n=4,
+   note="02:00 (in the gap) and 03:00 (the gap's end) name the same instant: one fire")
+cd("sydney-spring-step-without-star", "Australia/Sydney", "0/20 2 * * *",
+   "2026-10-03T05:00:00Z", n=4, note="`0/20` does not start with `*`: fixed times")
+cd("sydney-fall-fixed-list", "Australia/Sydney", "15 2,20 * * *", "2026-04-04T03:00:00Z",
+   n=4, note="lists are fixed times: 02:15 occurs twice and fires at its first occurrence")
+cd("berlin-fall-fixed-range-six-field", "Europe/Berlin", "0 45 1-2 * * *",
+   "2026-10-24T12:00:00Z", n=4, note="ranges are fixed times: 02:45 fires once")
+cd("new-york-fall-fixed-list-from-second-pass", "America/New_York", "0 15,45 1 * * *",
+   "2026-11-01T06:20:00Z", n=3,
+   note="asked from inside the second pass of the repeated hour: nothing more that day")
 ok_cron(A, "santiago-midnight-gap-daily", CR, {"expression": "@daily",
                                                "timezone": "America/Santiago"},
         now="2026-09-05T12:00:00Z", n=3,
@@ -505,6 +522,13 @@ err(A, "past-far", DT, {"fire_at": "2020-01-01T00:00:00Z"}, field="fire_at",
 err(A, "past-by-offset", DT, {"fire_at": "2026-03-30T09:00:00+02:00"}, field="fire_at",
     contains="DateTime timer fire_at must be in the future",
     note="09:00+02:00 is 07:00Z, before now")
+ok_oneshot(A, "within-1000-years", DT, {"fire_at": "3000-01-01T00:00:00Z"},
+           "3000-01-01T00:00:00Z", note="inside the 1000-year horizon (365,000 days)")
+err(A, "beyond-1000-years", DT, {"fire_at": "4200-06-01T00:00:00+02:00"}, field="fire_at",
+    contains=["1000 years", "4200-05-31T22:00:00Z"],
+    note="the host refuses fires more than 1000 years ahead; refused at validation")
+err(A, "beyond-1000-years-year-9999", DT, {"fire_at": "9999-12-31T23:59:59Z"},
+    field="fire_at", contains="1000 years")
 err(A, "missing", DT, {"timezone": "UTC"}, field="fire_at",
     contains="Missing 'fire_at' field in params")
 err(A, "garbage", DT, {"fire_at": "tomorrow"}, field="fire_at")
@@ -629,6 +653,41 @@ rr("timezone-dtstart-in-utc", {"freq": "DAILY", "dtstart": "2026-03-01T08:00:00Z
 rr("timezone-payload", {"freq": "DAILY", "dtstart": "2026-03-01T08:00:00Z",
                         "timezone": "Asia/Tokyo"}, n=2,
    payloads=[{"execution_count": 30, "delay_ms": 7}])
+rr("weekly-bysetpos-after-skip", {"rule": "FREQ=WEEKLY;BYDAY=TU,SA;BYSETPOS=1",
+                                  "dtstart": "2026-02-05T18:00:00+09:00",
+                                  "timezone": "Asia/Tokyo"}, now="2026-03-26T03:00:00Z", n=3,
+   note="BYSETPOS picks from whole weeks: from a Thursday weeks later, the next is Tuesday")
+rr("weekly-bysetpos-structured-interval", {"freq": "WEEKLY", "interval": 2,
+                                           "by_day": ["MO", "TH"], "by_set_pos": [2],
+                                           "week_start": "SU",
+                                           "dtstart": "2026-01-05T07:00:00Z"},
+   now="2026-03-17T12:00:00Z", n=3)
+rr("daily-bysetpos-after-skip", {"rule": "FREQ=DAILY;BYHOUR=6,18;BYSETPOS=1",
+                                 "dtstart": "2026-02-01T06:00:00-05:00",
+                                 "timezone": "America/New_York"},
+   now="2026-03-20T15:00:00Z", n=3, note="BYSETPOS picks from whole days")
+rr("monthly-minus-fifth-weekday", {"rule": "FREQ=MONTHLY;BYDAY=-5WE",
+                                   "dtstart": "2026-02-01T20:00:00+11:00",
+                                   "timezone": "Australia/Sydney"},
+   now="2026-02-10T00:00:00Z", n=3,
+   note="-5 is a valid MONTHLY ordinal (RFC 5545): the fifth-last Wednesday, in months "
+        "with five")
+rr("structured-monthly-minus-fifth", {"freq": "MONTHLY", "by_day": ["-5SA", "-5SU"],
+                                      "dtstart": "2026-01-01T10:00:00Z"},
+   now="2026-03-01T12:00:00Z", n=4)
+rr("yearly-minus-53rd-weekday", {"rule": "FREQ=YEARLY;BYDAY=-53SU",
+                                 "dtstart": "2026-01-01T12:00:00Z"}, n=2,
+   note="-53 is a valid YEARLY ordinal: years with 53 Sundays (2028, 2034)")
+err(A, "ordinal-byday-weekly-raw", RR, {"rule": "FREQ=WEEKLY;BYDAY=2TU",
+                                        "dtstart": "2026-03-03T09:00:00Z"},
+    field="rule", contains=["2TU", "MONTHLY", "YEARLY"],
+    note="RFC 5545: numeric BYDAY only with MONTHLY or YEARLY")
+err(A, "ordinal-byday-daily-structured", RR, {"freq": "DAILY", "by_day": ["-1FR"],
+                                              "dtstart": "2026-03-03T09:00:00Z"},
+    field="by_day", contains=["-1FR", "MONTHLY", "YEARLY"])
+err(A, "ordinal-byday-monthly-6", RR, {"rule": "FREQ=MONTHLY;BYDAY=6TH",
+                                       "dtstart": "2026-03-03T09:00:00Z"},
+    field="rule", contains=["6TH", "-5 to 5"])
 err(A, "count-exhausted-before-now", RR, {"freq": "DAILY", "count": 3,
                                           "dtstart": "2026-03-01T12:00:00Z"},
     field="count", contains="has no occurrence after",
@@ -660,6 +719,37 @@ err(A, "raw-unparsable", RR, {"rule": "FREQ=SOMETIMES", "dtstart": "2026-03-01T1
     rule_id=42, contains="Failed to parse RRULE for rule 42")
 err(A, "raw-without-freq", RR, {"rule": "BYDAY=MO", "dtstart": "2026-03-01T12:00:00Z"},
     rule_id=7, contains="Failed to parse RRULE for rule 7")
+err(A, "raw-bymonthday-zero", RR, {"rule": "FREQ=MONTHLY;BYMONTHDAY=0",
+                                   "dtstart": "2026-03-01T12:00:00Z"},
+    field="rule", contains=["BYMONTHDAY=0", "-31 to -1 or 1 to 31"],
+    note="0 is refused in raw rules as in the structured field")
+err(A, "raw-bysecond-60", RR, {"rule": "FREQ=MINUTELY;BYSECOND=60",
+                               "dtstart": "2026-03-01T12:00:00Z"},
+    field="rule", contains=["BYSECOND=60", "0 to 59"])
+err(A, "structured-bysecond-60", RR, {"freq": "DAILY", "by_second": [0, 60],
+                                      "dtstart": "2026-03-01T12:00:00Z"},
+    field="by_second", contains=["60", "0 to 59"])
+err(A, "raw-until-before-dtstart", RR, {"rule": "FREQ=WEEKLY;UNTIL=20260201T000000Z",
+                                        "dtstart": "2026-04-06T09:00:00Z"},
+    field="rule", contains=["UNTIL 2026-02-01T00:00:00Z is before dtstart"])
+err(A, "structured-until-before-dtstart", RR, {"freq": "DAILY",
+                                               "until": "2026-04-01T00:00:00Z",
+                                               "dtstart": "2026-05-01T00:00:00Z"},
+    field="until", contains=["is before dtstart"])
+err(A, "never-matches-future-dtstart", RR, {"rule": "FREQ=YEARLY;BYMONTH=4;BYMONTHDAY=31",
+                                            "dtstart": "2026-06-01T00:00:00Z"},
+    field="rule", contains=["no occurrence at all"],
+    note="a rule that can never match is not reported as having ended")
+err(A, "parse-error-rule-id-0", RR, {"rule": "FREQ=DAILY;COLOUR=RED",
+                                     "dtstart": "2026-03-01T12:00:00Z"}, rule_id=0,
+    field="rule", contains=["Failed to parse RRULE: ", "COLOUR"],
+    note="a rule id of 0 (not stored yet) is not named")
+err(A, "raw-byweekno-with-monthly", RR, {"rule": "FREQ=MONTHLY;BYWEEKNO=20",
+                                         "dtstart": "2026-03-01T12:00:00Z"},
+    field="rule", contains=["BYWEEKNO cannot be used with FREQ=MONTHLY", "only with YEARLY"])
+err(A, "structured-bymonthday-with-weekly", RR, {"freq": "WEEKLY", "by_month_day": [5],
+                                                 "dtstart": "2026-03-01T12:00:00Z"},
+    field="by_month_day", contains=["BYMONTHDAY cannot be used with FREQ=WEEKLY"])
 err(A, "bad-dtstart", RR, {"freq": "DAILY", "dtstart": "yesterday"}, field="dtstart")
 
 A = "rrule-dst"
@@ -673,6 +763,22 @@ ok_rrule(A, "berlin-repeated-rfc5545", RR, {"freq": "DAILY",
                                             "timezone": "Europe/Berlin"},
          now="2026-10-24T12:00:00Z", n=3,
          note="RFC 5545 3.3.5: a repeated local time means its first occurrence")
+ok_rrule(A, "new-york-naive-dtstart-in-gap", RR, {"freq": "DAILY",
+                                                 "dtstart": "2026-03-08T02:20:00",
+                                                 "timezone": "America/New_York"},
+         now="2026-03-07T12:00:00Z", n=3,
+         note="a naive dtstart in the gap is read with the offset before it (RFC 5545 "
+              "3.3.5): 02:20 EST = 07:20Z, i.e. 03:20 EDT; later days keep 02:20 local")
+ok_rrule(A, "sydney-naive-dtstart-in-gap-weekly", RR, {"rule": "FREQ=WEEKLY;BYDAY=SU,WE",
+                                                       "dtstart": "2026-10-04T02:45:00",
+                                                       "timezone": "Australia/Sydney"},
+         now="2026-10-01T00:00:00Z", n=4)
+ok_rrule(A, "berlin-offset-before-gap-dtstart", RR, {"freq": "MONTHLY",
+                                                     "dtstart": "2027-03-28T02:10:00+01:00",
+                                                     "timezone": "Europe/Berlin"},
+         now="2027-03-01T00:00:00Z", n=3,
+         note="written with the offset before the gap, the start is the same as the naive "
+              "02:10: later months fire at 02:10 local")
 
 # ============================================================================= core.timer tags
 A = "core-timer"
@@ -785,6 +891,35 @@ for nm, expr in [
     ("nth-6", "0 9 * * MON#6"), ("reversed-range", "0 30-10 * * *"), ("step-zero", "*/0 * * * *"),
 ]:
     err(A, f"cron-{nm}", CR, {"expression": expr}, field="expression")
+err(A, "cron-beyond-1000-years", CR, {"expression": "0 0 12 * * ? 3050-3060"},
+    field="expression", contains=["1000 years", "3050-01-01T12:00:00Z"])
+err(A, "rrule-beyond-1000-years-dtstart", RR, {"freq": "MONTHLY",
+                                               "dtstart": "3200-02-01T00:00:00Z"},
+    field="dtstart", contains="1000 years")
+err(A, "rrule-beyond-1000-years-interval", RR, {"rule": "FREQ=YEARLY;INTERVAL=2000",
+                                                "dtstart": "2020-05-01T00:00:00Z"},
+    field="rule", contains="1000 years")
+for nm, expr, says in [
+    ("month-name-in-dow-field", "0 0 * * JAN", ["day-of-week field 'JAN'", "SUN-SAT"]),
+    ("weekday-name-in-month-field", "30 6 1 FRI *", ["month field 'FRI'", "JAN-DEC"]),
+    ("month-name-in-hour-field", "0 MAR * * *", ["hour field 'MAR'", "0-23"]),
+    ("nth-with-last", "0 9 * * 2#4L", ["'#4L'", "1 to 5"]),
+    ("empty-list-item", "0 8,,20 * * *", ["hour field '8,,20'", "empty list item"]),
+    ("leading-comma", "0 0 ,15 * *", ["day-of-month field ',15'", "empty list item"]),
+    ("trailing-comma", "5, * * * *", ["minute field '5,'", "empty list item"]),
+    ("reversed-hour-range", "0 22-6 * * *", ["hour field '22-6'", "reversed range"]),
+    ("reversed-month-names", "0 0 1 NOV-FEB *", ["month field 'NOV-FEB'", "reversed range"]),
+    ("six-field-hint", "0 0 30 1 * *", ["hour field '30'", "0-23",
+                                        "with 6 fields the first is the second"]),
+    ("long-weekday-name", "0 0 * * FRIDAY", ["day-of-week field 'FRIDAY'", "three-letter"]),
+    ("dow-l-alone", "0 12 * * L", ["'L' alone", "5L"]),
+    ("minute-out-of-range-message", "75 * * * *", ["minute field '75'", "out of range 0-59"]),
+    ("wrong-field-count-lists-macros", "0 0 * *", ["4 fields", "expected 5 fields", "@daily"]),
+]:
+    err(A, f"cron-{nm}", CR, {"expression": expr}, field="expression", contains=says)
+err(A, "cron-huge-expression-quoted-short", CR, {"expression": "0 0 * * " + "1," * 300 + "x"},
+    field="expression", contains=["day-of-week field '1,1,1,", "…"],
+    note="values quoted in messages are short excerpts")
 err(A, "cron-missing-expression", CR, {"timezone": "UTC"}, field="expression",
     contains="Missing or invalid 'expression' field in params")
 err(A, "cron-expression-number", CR, {"expression": 5}, field="expression",

@@ -8,9 +8,11 @@ Semantics implemented (see docs/timer-semantics.md and tests/cases/README.md):
 - cron: 5 fields (second 0), 6 fields (seconds first), 7 fields (trailing year); macros;
   names case-insensitive; weekday 0 and 7 = Sunday; `?`; `L`, `LW`, `nW` (day of month),
   `nL` and `n#k` (day of week); dom/dow both restricted -> either matches (OR).
-  DST: if second, minute and hour are each a single value ("fixed time"), a local time in a
-  spring-forward gap fires once at the first instant after the gap, and one that occurs twice
-  at fall-back fires once, at its first occurrence. Otherwise the expression fires on every
+  DST (Vixie cron): if none of the second, minute and hour fields starts with `*` ("fixed
+  time": single values, lists and ranges alike; the implicit second of a 5-field expression
+  is fixed), a local time in a spring-forward gap fires once at the first instant after the
+  gap (several in one gap fire once), and one that occurs twice at fall-back fires once, at
+  its first occurrence. Otherwise the expression fires on every
   real instant whose local wall time matches (gap times do not exist, repeated times fire at
   both real instants).
 - StackStorm / APScheduler field form converted to the cron model (APScheduler defaults,
@@ -245,10 +247,7 @@ class Cron:
     months: set
     dow: DowSpec
     years: set | None
-
-    @property
-    def fixed_time(self) -> bool:
-        return len(self.secs) == 1 and len(self.mins) == 1 and len(self.hours) == 1
+    fixed_time: bool
 
     def day_matches(self, d: dt.date) -> bool:
         if d.month not in self.months:
@@ -284,6 +283,7 @@ def parse_cron(expr: str) -> Cron:
         months=_parse_simple(mon, 1, 12, MON_NAMES),
         dow=_parse_dow(dow),
         years=None if yr in ("*", "?") else _parse_simple(yr, 1970, 2199),
+        fixed_time=not any(t.startswith(("*", "/")) for t in (s, m, h)),
     )
 
 
@@ -408,7 +408,22 @@ def rrule_body(params: dict) -> str:
 def rrule_next(params: dict, after: dt.datetime):
     tzname = params.get("timezone", "UTC")
     tz = zone(tzname)
-    dtstart = parse_instant(params["dtstart"]).astimezone(tz)
+    text = params["dtstart"]
+    naive = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if naive.tzinfo is None:
+        # A naive start is a wall time in the rule's zone; fold=0 reads a time in a gap with
+        # the offset before it and a repeated time as its first occurrence (RFC 5545 3.3.5),
+        # and dateutil keeps the wall time (02:30) for later days.
+        dtstart = naive.replace(tzinfo=tz, fold=0)
+    else:
+        dtstart = naive.astimezone(tz)
+        wall = naive.replace(tzinfo=None)
+        if (not text.upper().endswith("Z")
+                and naive.utcoffset() == wall.replace(tzinfo=tz, fold=0).utcoffset()
+                and resolve_local(wall, tz)[0] == "gap"):
+            # Written with the offset before a gap (as digits; a Z time is an instant): the
+            # same start as the naive wall time.
+            dtstart = wall.replace(tzinfo=tz, fold=0)
     rule = du_rrule.rrulestr(rrule_body(params), dtstart=dtstart)
     # iterate wall-time occurrences from a day before `after` and pick the first real
     # instant strictly after it

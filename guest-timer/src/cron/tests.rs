@@ -297,28 +297,88 @@ fn never_firing_expressions_are_refused_quickly() {
 
 #[test]
 fn invalid_expressions() {
-    for expression in [
-        "",
-        "   ",
-        "* * *",
-        "* * * * * * * *",
-        "61 * * * *",
-        "* 24 * * *",
-        "0 0 32 * *",
-        "0 0 * 13 *",
-        "@sometimes",
-        "0 0 * * MOO",
-        "a b c d e",
+    for (expression, says) in [
+        ("", &["empty", "expected 5 fields"][..]),
+        ("   ", &["empty"]),
+        ("* * *", &["3 fields", "expected 5 fields", "@daily"]),
+        ("* * * * * * * *", &["8 fields", "expected 5 fields"]),
+        ("61 * * * *", &["minute field '61'", "out of range 0-59"]),
+        ("* 24 * * *", &["hour field '24'", "0-23"]),
+        ("0 0 32 * *", &["day-of-month field '32'", "1-31"]),
+        ("0 0 * 13 *", &["month field '13'", "JAN-DEC"]),
+        ("@sometimes", &["unknown macro", "@midnight"]),
+        ("0 0 * * MOO", &["day-of-week field 'MOO'", "SUN-SAT"]),
+        (
+            "0 0 * * MONDAY",
+            &["day-of-week field 'MONDAY'", "three-letter"],
+        ),
+        ("a b c d e", &["minute field 'a'", "not a number"]),
+        // Names only where they belong.
+        ("0 0 * MON *", &["month field 'MON'", "not a month"]),
+        ("0 0 JAN * *", &["day-of-month field 'JAN'", "not a number"]),
+        ("0 0 * * JAN", &["day-of-week field 'JAN'"]),
+        // Suffixes are not mixed, lists have no empty items.
+        ("0 0 * * 5#3L", &["'#3L'", "k from 1 to 5"]),
+        ("0 1,,2 * * *", &["hour field '1,,2'", "empty list item"]),
+        ("0 ,1 * * *", &["empty list item"]),
+        ("0 1, * * *", &["empty list item"]),
+        // Reversed ranges say so.
+        ("0 5-1 * * *", &["hour field '5-1'", "reversed range"]),
+        (
+            "0 0 1 DEC-JAN *",
+            &["month field 'DEC-JAN'", "reversed range"],
+        ),
+        // Six fields put seconds first.
+        (
+            "0 0 29 2 * *",
+            &["hour field '29'", "with 6 fields the first is the second"],
+        ),
+        ("0 0 * * L", &["'L' alone", "5L"]),
+        ("*/0 * * * *", &["step '/0'"]),
+        ("0 ? * * *", &["hour field '?'", "only for the day fields"]),
+        ("0 0 31W * *", &[]),
     ] {
-        let err = CronSchedule::new(expression, chrono_tz::UTC).unwrap_err();
+        let Err(err) = CronSchedule::new(expression, chrono_tz::UTC) else {
+            if says.is_empty() {
+                continue;
+            }
+            panic!("{expression} was accepted");
+        };
         assert_eq!(err.field.as_deref(), Some("expression"), "{expression}");
+        for part in says {
+            assert!(err.message.contains(part), "{expression}: {}", err.message);
+        }
         assert!(
-            err.message.contains("expected 5 fields"),
-            "{expression}: {}",
+            !err.message.contains("@yearly")
+                || !(5..=7).contains(&expression.split_whitespace().count()),
+            "{expression}: macros listed without cause: {}",
             err.message
         );
     }
-    assert!(CronSchedule::new(&"1,".repeat(600), chrono_tz::UTC).is_err());
+    let err = CronSchedule::new(&"1,".repeat(400), chrono_tz::UTC).unwrap_err();
+    assert!(err.message.chars().count() < 400, "{}", err.message);
+    let err = CronSchedule::new("0 0 * *\u{1b} *", chrono_tz::UTC).unwrap_err();
+    assert!(!err.message.contains('\u{1b}'), "{}", err.message);
+}
+
+#[test]
+fn accepted_syntax_still_parses() {
+    for expression in [
+        "0 0 * * 5#L",
+        "0 0 * * FRI-SUN",
+        "0 0 * * +MON#1",
+        "0 0 1 JAN,jul *",
+        "0 /5 * * * *",
+        "0 0/5 * * * *",
+        "0 10-40/5 9 * * *",
+        "0 0 LW * *",
+        "0 0 15W * *",
+        "0 0 ? * 7L",
+        "*/15 */2 * * *",
+        "0 0 0 1 1 ? 2027-2029",
+    ] {
+        schedule(expression, "UTC");
+    }
 }
 
 // ----- daylight saving, three zones -------------------------------------------------
@@ -459,6 +519,69 @@ fn sydney_fall_back() {
             "2026-04-05T16:00:00Z"
         ]
     );
+}
+
+#[test]
+fn fixed_lists_and_ranges_follow_the_fixed_time_rule() {
+    // Lists, ranges and list-stepped values count as fixed local times, like single values.
+    for expression in ["30 2,14 * * *", "0 30 2,14 * * *"] {
+        assert_eq!(
+            fires(expression, "Europe/Berlin", "2026-03-28T22:00:00Z", 2),
+            ["2026-03-29T01:00:00Z", "2026-03-29T12:30:00Z"],
+            "{expression}"
+        );
+        assert_eq!(
+            fires(expression, "Europe/Berlin", "2026-10-24T22:00:00Z", 2),
+            ["2026-10-25T00:30:00Z", "2026-10-25T13:30:00Z"],
+            "{expression}"
+        );
+    }
+    // Two fixed times in one gap fire once; so does 03:00, the gap's end.
+    assert_eq!(
+        fires(
+            "0,30 2-3 * * *",
+            "America/New_York",
+            "2026-03-08T05:00:00Z",
+            3
+        ),
+        [
+            "2026-03-08T07:00:00Z",
+            "2026-03-08T07:30:00Z",
+            "2026-03-09T06:00:00Z"
+        ]
+    );
+    // Asked from inside the second pass of a repeated hour: nothing more in it.
+    assert_eq!(
+        fires(
+            "0 15,45 1 * * *",
+            "America/New_York",
+            "2026-11-01T06:20:00Z",
+            1
+        ),
+        ["2026-11-02T06:15:00Z"]
+    );
+    // A step without `*` is fixed too (`0/20`), while `*/20` is not.
+    assert_eq!(
+        fires(
+            "0/20 2 * * *",
+            "Australia/Sydney",
+            "2026-10-03T15:00:00Z",
+            2
+        ),
+        ["2026-10-03T16:00:00Z", "2026-10-04T15:00:00Z"]
+    );
+    assert_eq!(
+        fires(
+            "*/20 2 * * *",
+            "Australia/Sydney",
+            "2026-10-03T15:00:00Z",
+            1
+        ),
+        ["2026-10-04T15:00:00Z"]
+    );
+    assert!(is_fixed_time("@daily") && !is_fixed_time("@hourly"));
+    assert!(is_fixed_time("5 4 * * sun") && !is_fixed_time("* 4 * * *"));
+    assert!(!is_fixed_time("0 /5 4 * * *"));
 }
 
 // ----- StackStorm CronTimer fields --------------------------------------------------

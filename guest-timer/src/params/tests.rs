@@ -795,7 +795,7 @@ fn rrule_errors() {
     assert_error(
         RRULE,
         r#"{"freq":"daily","by_week_no":[3],"dtstart":"2026-01-01T00:00:00Z"}"#,
-        None,
+        Some("by_week_no"),
         "Failed to parse RRULE for rule 42: ",
     );
     // Ended before now.

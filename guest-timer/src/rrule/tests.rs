@@ -243,11 +243,47 @@ fn structured_errors() {
     }
     // Bounds are inclusive.
     assert!(assemble(&RuleParts {
-        by_second: vec![60],
+        by_second: vec![59],
         by_year_day: vec![-366, 366],
         ..parts("YEARLY")
     })
     .is_ok());
+    // Second 60 is refused as the raw rule refuses it (the crate has no leap seconds).
+    let err = assemble(&RuleParts {
+        by_second: vec![60],
+        ..parts("YEARLY")
+    })
+    .unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("by_second"));
+}
+
+#[test]
+fn raw_parts_are_checked_as_the_structured_fields_are() {
+    let new = |rule: &str| {
+        RruleSchedule::new(rule, utc("2026-01-01T00:00:00Z"), chrono_tz::UTC).unwrap_err()
+    };
+    assert_eq!(
+        new("FREQ=MONTHLY;BYMONTHDAY=0"),
+        "BYMONTHDAY=0 is invalid; expected numbers from -31 to -1 or 1 to 31"
+    );
+    assert!(new("FREQ=YEARLY;BYYEARDAY=0").contains("-366 to -1 or 1 to 366"));
+    assert!(new("FREQ=YEARLY;BYWEEKNO=0").contains("-53 to -1 or 1 to 53"));
+    assert!(new("FREQ=DAILY;BYHOUR=9;BYSETPOS=0").contains("BYSETPOS=0"));
+    assert_eq!(
+        new("FREQ=DAILY;BYSECOND=60"),
+        "BYSECOND=60 is invalid; expected numbers from 0 to 59"
+    );
+    let err = new("FREQ=DAILY;UNTIL=20251201T000000Z");
+    assert!(
+        err.starts_with("UNTIL 2025-12-01T00:00:00Z is before dtstart 2026-01-01T00:00:00Z"),
+        "{err}"
+    );
+    assert!(!err.contains("should not be happening"), "{err}");
+    // Quoted values are short and escaped.
+    let err = new(&format!("FREQ=DAILY;X{}=1", "Y".repeat(300)));
+    assert!(err.chars().count() < 300, "{err}");
+    let err = new("FREQ=DAILY;BYHOUR=9\u{7}");
+    assert!(err.contains("\\u{7}") && !err.contains('\u{7}'), "{err}");
 }
 
 #[test]
@@ -626,7 +662,9 @@ fn fast_forward_matches_iterating_from_dtstart() {
 }
 
 /// Sub-daily rules with INTERVAL=1 against croner's repeating (non fixed-time) jobs, which
-/// also fire on real elapsed instants: an independent oracle, DST days included.
+/// also fire on real elapsed instants: an independent oracle, DST days included. (`*/60` in
+/// the seconds field is second 0 written with `*`, which keeps a job with listed hours and
+/// minutes repeating rather than fixed-time.)
 #[test]
 fn subdaily_matches_cron() {
     let pairs = [
@@ -663,19 +701,19 @@ fn subdaily_matches_cron() {
         (
             "FREQ=HOURLY;BYHOUR=1,2,3;BYMINUTE=15",
             "2026-01-01T00:00:00Z",
-            "0 15 1-3 * * *",
+            "*/60 15 1-3 * * *",
             "Europe/Berlin",
         ),
         (
             "FREQ=HOURLY;BYHOUR=2;BYMINUTE=0,30",
             "2026-01-01T00:00:00Z",
-            "0 0,30 2 * * *",
+            "*/60 0,30 2 * * *",
             "Australia/Sydney",
         ),
         (
             "FREQ=SECONDLY;BYSECOND=0,30;BYMINUTE=15;BYHOUR=1,2",
             "2026-01-01T00:00:00Z",
-            "0,30 15 1,2 * * *",
+            "*/30 15 1,2 * * *",
             "America/New_York",
         ),
         (
@@ -944,4 +982,116 @@ fn impossible_rules_end_instead_of_looping() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn set_position_picks_from_whole_periods_after_a_skip() {
+    // Restarting mid-week must not make a partial week for BYSETPOS to pick from.
+    let s = schedule(
+        "FREQ=WEEKLY;BYDAY=MO,FR;BYSETPOS=1",
+        "2026-03-04T09:00:00Z",
+        "UTC",
+    );
+    assert_eq!(
+        fires(&s, "2026-03-19T12:00:00Z", 2),
+        ["2026-03-23T09:00:00Z", "2026-03-30T09:00:00Z"]
+    );
+    // The first week runs from dtstart on (as python-dateutil and the crate count it).
+    assert_eq!(
+        fires(&s, "2026-03-04T10:00:00Z", 1),
+        ["2026-03-06T09:00:00Z"]
+    );
+    // Last of the week, WKST=SU, every other week, in a zone.
+    let s = schedule(
+        "FREQ=WEEKLY;INTERVAL=2;BYDAY=SU,WE,SA;BYSETPOS=-1;WKST=SU",
+        "2026-01-07T15:00:00Z",
+        "America/New_York",
+    );
+    for after in [
+        "2026-02-05T12:00:00Z",
+        "2026-02-08T12:00:00Z",
+        "2026-02-13T00:00:00Z",
+    ] {
+        assert_eq!(
+            s.next_after(utc(after)).unwrap(),
+            brute_next(&s, utc(after)),
+            "{after}"
+        );
+    }
+    // DAILY: restarting mid-day must not drop the day's first hour from BYSETPOS.
+    let s = schedule(
+        "FREQ=DAILY;BYHOUR=8,17;BYSETPOS=1",
+        "2026-03-02T08:00:00Z",
+        "Europe/Berlin",
+    );
+    assert_eq!(
+        fires(&s, "2026-03-19T12:00:00Z", 2),
+        ["2026-03-20T07:00:00Z", "2026-03-21T07:00:00Z"]
+    );
+    for after in ["2026-03-02T08:30:00Z", "2026-03-19T12:00:00Z"] {
+        assert_eq!(
+            s.next_after(utc(after)).unwrap(),
+            brute_next(&s, utc(after)),
+            "{after}"
+        );
+    }
+}
+
+#[test]
+fn ordinal_weekdays_follow_rfc_5545() {
+    for rule in [
+        "FREQ=WEEKLY;BYDAY=1MO",
+        "FREQ=DAILY;BYDAY=-1FR",
+        "FREQ=HOURLY;BYDAY=2TU",
+        "FREQ=MONTHLY;BYDAY=6MO",
+        "FREQ=MONTHLY;BYDAY=-6MO",
+        "FREQ=YEARLY;BYDAY=54MO",
+        "FREQ=YEARLY;BYMONTH=3;BYDAY=-6SU",
+        "FREQ=YEARLY;BYWEEKNO=10;BYDAY=1MO",
+        "FREQ=MONTHLY;BYDAY=-5MO,1TU",
+        "FREQ=MONTHLY;BYDAY=-5MO;BYMONTHDAY=1",
+    ] {
+        let err =
+            RruleSchedule::new(rule, utc("2026-03-01T09:00:00Z"), chrono_tz::UTC).expect_err(rule);
+        assert!(err.contains("BYDAY"), "{rule}: {err}");
+    }
+    // −5 (MONTHLY) and −53 (YEARLY) are as valid as 5 and 53.
+    let s = schedule("FREQ=MONTHLY;BYDAY=-5MO", "2026-03-01T09:00:00Z", "UTC");
+    assert_eq!(
+        fires(&s, "2026-03-26T12:00:00Z", 2),
+        ["2026-06-01T09:00:00Z", "2026-08-03T09:00:00Z"]
+    );
+    let s = schedule(
+        "FREQ=MONTHLY;BYDAY=-5FR,-5SA",
+        "2026-01-01T18:00:00Z",
+        "Europe/Berlin",
+    );
+    assert_eq!(
+        fires(&s, "2026-02-01T00:00:00Z", 3),
+        [
+            "2026-05-01T17:00:00Z",
+            "2026-05-02T17:00:00Z",
+            "2026-07-03T17:00:00Z"
+        ]
+    );
+    let s = schedule("FREQ=YEARLY;BYDAY=-53MO", "2023-01-01T09:00:00Z", "UTC");
+    assert_eq!(
+        fires(&s, "2023-06-01T00:00:00Z", 2),
+        ["2024-01-01T09:00:00Z", "2029-01-01T09:00:00Z"]
+    );
+    let s = schedule("FREQ=YEARLY;BYDAY=53MO", "2023-01-01T09:00:00Z", "UTC");
+    assert_eq!(
+        fires(&s, "2023-06-01T00:00:00Z", 2),
+        ["2024-12-30T09:00:00Z", "2029-12-31T09:00:00Z"]
+    );
+}
+
+#[test]
+fn crate_errors_are_said_plainly() {
+    let new = |rule: &str| {
+        RruleSchedule::new(rule, utc("2026-01-01T00:00:00Z"), chrono_tz::UTC).unwrap_err()
+    };
+    assert!(new("FREQ=DAILY;BYWEEKNO=3").starts_with("BYWEEKNO cannot be used with FREQ=DAILY"));
+    assert!(new("FREQ=WEEKLY;BYMONTHDAY=3").contains("BYMONTHDAY not with WEEKLY"));
+    assert!(new("FREQ=MONTHLY;BYMONTHDAY=1;BYSETPOS=40").contains("BYSETPOS=40"));
 }
