@@ -281,31 +281,12 @@ impl TimerRuntime {
                     .call_build_payload(s, &schedule.spec, &wit_fire)
             })?
             .map_err(rule_error)?;
-        if text.len() > self.limits.max_payload_bytes {
-            return Err(bad(
-                FUNC,
-                &format!(
-                    "payload of {} bytes exceeds the limit of {} bytes",
-                    text.len(),
-                    self.limits.max_payload_bytes
-                ),
-            ));
-        }
+        within_limit(FUNC, "payload", text.len(), self.limits.max_payload_bytes)?;
         Payload::from_text(text).map_err(|e| bad(FUNC, &e.to_string()))
     }
 
     fn check_string(&self, func: &'static str, what: &str, s: &str) -> Result<(), CallError> {
-        if s.len() > self.limits.max_string_bytes {
-            return Err(bad(
-                func,
-                &format!(
-                    "{what} of {} bytes exceeds the limit of {} bytes",
-                    s.len(),
-                    self.limits.max_string_bytes
-                ),
-            ));
-        }
-        Ok(())
+        within_limit(func, what, s.len(), self.limits.max_string_bytes)
     }
 
     /// Runs one call on a pooled instance under the deadline; sorts out what went wrong.
@@ -418,6 +399,17 @@ fn rule_error(e: wit::ParamError) -> CallError {
         field: e.field,
         message: e.message,
     })
+}
+
+/// A bad answer when `len` bytes of `what` exceed `limit`.
+fn within_limit(func: &'static str, what: &str, len: usize, limit: usize) -> Result<(), CallError> {
+    if len > limit {
+        return Err(bad(
+            func,
+            &format!("{what} of {len} bytes exceeds the limit of {limit} bytes"),
+        ));
+    }
+    Ok(())
 }
 
 fn bad(func: &'static str, detail: &str) -> CallError {

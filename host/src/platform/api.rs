@@ -289,6 +289,24 @@ impl ApiClient {
         }
     }
 
+    /// The body of a successful response as JSON; a status error otherwise. Neither the
+    /// body nor the token is quoted in an error.
+    async fn success_json<T: serde::de::DeserializeOwned>(
+        &self,
+        operation: &str,
+        resp: Response,
+    ) -> Result<T, ApiError> {
+        if !resp.status().is_success() {
+            return Err(self.status_error(operation, &resp));
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(operation, e))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| self.decode_error(operation, json_error_detail(&e).0))
+    }
+
     fn status_error(&self, operation: &str, resp: &Response) -> ApiError {
         let status = resp.status().as_u16();
         let retry_after = if status == 429 || status == 503 {
@@ -472,15 +490,7 @@ impl ApiClient {
                 ])
             })
             .await?;
-        if !resp.status().is_success() {
-            return Err(self.status_error(operation, &resp));
-        }
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(operation, e))?;
-        let parsed: RulesPage = serde_json::from_slice(&bytes)
-            .map_err(|e| self.decode_error(operation, json_error_detail(&e).0))?;
+        let parsed: RulesPage = self.success_json(operation, resp).await?;
         tracing::debug!(
             trigger_ref,
             page,
@@ -555,15 +565,7 @@ impl ApiClient {
             .send()
             .await
             .map_err(|e| self.transport_error(OP, e))?;
-        if !resp.status().is_success() {
-            return Err(self.status_error(OP, &resp));
-        }
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(OP, e))?;
-        let issued: DataEnvelope<IssuedToken> = serde_json::from_slice(&bytes)
-            .map_err(|e| self.decode_error(OP, json_error_detail(&e).0))?;
+        let issued: DataEnvelope<IssuedToken> = self.success_json(OP, resp).await?;
         let token = issued.data.token.trim().to_string();
         if token.is_empty() || token.chars().any(|c| c.is_control() || c == ' ') {
             return Err(self.decode_error(OP, "data.token is empty or malformed".into()));
