@@ -505,7 +505,9 @@ impl ApiClient {
     /// retry). Any 2xx is success and returns `data.id` (0 when a 2xx body lacks it: the event
     /// exists, its id is unknown). Retrying is the outbox's job.
     pub async fn create_event(&self, event: &Event) -> Result<i64, ApiError> {
-        const OP: &str = "create event";
+        // Not "create event": `Failed to create event` is the line operators alert on, and
+        // it must mean an event was lost, not that one attempt failed.
+        const OP: &str = "deliver event";
         let url = self.url("/api/v1/events");
         let body = event.body();
         let resp = self

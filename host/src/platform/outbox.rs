@@ -19,9 +19,12 @@
 //!   full or closed), not retryable, out of retries, or abandoned at shutdown — is logged at
 //!   error level as `Failed to create event` with `rule_id`, `trigger_ref`, `scheduled_at`
 //!   and a `reason`. Each delivered one logs `Event created` with `event_id` and `rule_id`.
+//! - A retry logs a warning (`Event creation failed, retrying`) whose text never says
+//!   `Failed to create event`: that message means an event was given up on, nothing else.
 //! - [`Outbox::shutdown`] stops accepting, keeps delivering (retries then wait at most
-//!   `flush_backoff`) until everything is done or the flush time is up, then aborts the rest
-//!   and logs each abandoned event.
+//!   `flush_backoff`, and the attempt count no longer limits them: the flush time does)
+//!   until everything is done or the flush time is up, then aborts the rest and logs each
+//!   abandoned event.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -483,7 +486,10 @@ async fn deliver(shared: Arc<Shared>, job: Job) {
             Err(e) => e,
         };
         let out_of_time = first.elapsed() >= opts.max_retry_time;
-        if !error.is_transient() || attempt >= opts.max_attempts || out_of_time {
+        // While shutting down, the flush's time budget is the bound, not the attempt count:
+        // an API that comes back a few seconds into the flush still gets every event.
+        let out_of_attempts = attempt >= opts.max_attempts && !*flushing.borrow();
+        if !error.is_transient() || out_of_attempts || out_of_time {
             let reason = if !error.is_transient() {
                 "not retryable"
             } else {
