@@ -173,28 +173,26 @@ impl CronSchedule {
                     from = next;
                 }
                 Err(CronError::TimeSearchLimitExceeded) => return Ok(None),
-                Err(e) => {
-                    return Err(ParamError::field(
-                        "expression",
-                        format!(
-                            "Could not compute the next fire of cron expression '{}': {e}",
-                            excerpt(&self.expression)
-                        ),
-                    ))
-                }
+                Err(e) => return Err(self.search_failed(Some(&e))),
             }
         }
-        Err(ParamError::field(
-            "expression",
-            format!(
-                "Could not compute the next fire of cron expression '{}'",
-                excerpt(&self.expression)
-            ),
-        ))
+        Err(self.search_failed(None))
     }
 }
 
 impl CronSchedule {
+    /// The error when the next fire cannot be found, with croner's reason when it gave one.
+    fn search_failed(&self, cause: Option<&CronError>) -> ParamError {
+        let reason = cause.map(|e| format!(": {e}")).unwrap_or_default();
+        ParamError::field(
+            "expression",
+            format!(
+                "Could not compute the next fire of cron expression '{}'{reason}",
+                excerpt(&self.expression)
+            ),
+        )
+    }
+
     /// The next fire of a fixed-time expression: walks the wall-clock matches from the local
     /// time of `from` and resolves each (a gap gives the first instant after it, a repeated
     /// time its first occurrence). That resolution never goes backwards as the wall clock
@@ -217,24 +215,10 @@ impl CronSchedule {
                     cursor = next;
                 }
                 Err(CronError::TimeSearchLimitExceeded) => return Ok(None),
-                Err(e) => {
-                    return Err(ParamError::field(
-                        "expression",
-                        format!(
-                            "Could not compute the next fire of cron expression '{}': {e}",
-                            excerpt(&self.expression)
-                        ),
-                    ))
-                }
+                Err(e) => return Err(self.search_failed(Some(&e))),
             }
         }
-        Err(ParamError::field(
-            "expression",
-            format!(
-                "Could not compute the next fire of cron expression '{}'",
-                excerpt(&self.expression)
-            ),
-        ))
+        Err(self.search_failed(None))
     }
 }
 

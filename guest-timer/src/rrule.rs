@@ -443,21 +443,21 @@ fn check_ordinals(
             Frequency::Monthly => 5,
             Frequency::Yearly if by_week_no => {
                 return Err(format!(
-                    "BYDAY value {n}{code} has an ordinal, which RFC 5545 does not allow with                      FREQ=YEARLY and BYWEEKNO; use a plain weekday ({code})"
+                    "BYDAY value {n}{code} has an ordinal, which RFC 5545 does not allow with FREQ=YEARLY and BYWEEKNO; use a plain weekday ({code})"
                 ))
             }
             Frequency::Yearly if by_month => 5,
             Frequency::Yearly => 53,
             _ => {
                 return Err(format!(
-                    "BYDAY value {n}{code} has an ordinal, which RFC 5545 allows only with                      FREQ=MONTHLY or FREQ=YEARLY; with FREQ={freq} use a plain weekday ({code})"
+                    "BYDAY value {n}{code} has an ordinal, which RFC 5545 allows only with FREQ=MONTHLY or FREQ=YEARLY; with FREQ={freq} use a plain weekday ({code})"
                 ))
             }
         };
         if !(-max..=max).contains(n) {
             let within = if by_month { " and BYMONTH" } else { "" };
             return Err(format!(
-                "BYDAY value {n}{code} is out of range; with FREQ={freq}{within} an ordinal                  is from -{max} to {max}, not 0"
+                "BYDAY value {n}{code} is out of range; with FREQ={freq}{within} an ordinal is from -{max} to {max}, not 0"
             ));
         }
     }
@@ -532,7 +532,7 @@ fn for_the_crate(rule: RRule<Unvalidated>) -> Result<RRule<Unvalidated>, String>
         || !rule.get_by_week_no().is_empty();
     if !days.iter().all(is_edge) || other_filter {
         return Err(format!(
-            "BYDAY ordinal {edge} is supported only when every BYDAY value has it and no              BYMONTHDAY, BYYEARDAY or BYWEEKNO is given; give {edge} in a rule of its own"
+            "BYDAY ordinal {edge} is supported only when every BYDAY value has it and no BYMONTHDAY, BYYEARDAY or BYWEEKNO is given; give {edge} in a rule of its own"
         ));
     }
     let plain: Vec<NWeekday> = days
