@@ -16,6 +16,7 @@ PY_COMPONENT = guest-python/target/timer_python.wasm
 JS_DIR       = examples/js-timer
 JS_COMPONENT = $(JS_DIR)/target/timer_js.wasm
 DIFF_VENV    = tests/oracle/.venv
+TARGET_DIR   = $(or $(CARGO_TARGET_DIR),target)
 
 .PHONY: all setup build test bench run check-example component python-component js-component \
 	differential fmt clippy clean
@@ -61,7 +62,7 @@ $(DIFF_VENV)/.installed: tests/oracle/requirements.txt
 # and python-dateutil (tests/oracle/differential.py); needs PyPI on first use.
 differential: $(DIFF_VENV)/.installed
 	$(CARGO) build $(PROFILE) -p conformance --bin conformance
-	$(DIFF_VENV)/bin/python tests/oracle/differential.py --conformance target/release/conformance
+	$(DIFF_VENV)/bin/python tests/oracle/differential.py --conformance $(TARGET_DIR)/release/conformance
 
 # Every test; the benchmarks are only compiled (they measure, see `make bench`).
 test: setup python-component js-component

@@ -24,19 +24,10 @@ pub fn build(root: &Path, package: &str, watch: &[&str]) -> PathBuf {
     {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
-    // One nested target directory per checkout: checkouts that share a CARGO_TARGET_DIR
-    // would otherwise overwrite each other's component at the same path.
-    let checkout = {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        root.hash(&mut hasher);
-        format!("{:016x}", hasher.finish())
-    };
     let target_dir = env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
-        .join("guest")
-        .join(checkout);
+        .join("guest");
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
