@@ -556,6 +556,10 @@ fn read_rrule(
                 .map(|before| schedule.next_after(before))
                 .transpose()?
                 .flatten();
+            let has_until = match &parts {
+                Some(p) => p.until.is_some(),
+                None => shown.to_ascii_uppercase().contains("UNTIL="),
+            };
             let field = match &parts {
                 None => "rule",
                 Some(p) if p.until.is_some() => "until",
@@ -569,20 +573,24 @@ fn read_rrule(
                     format_utc(schedule.dtstart()),
                     format_utc(now)
                 ),
+                _ if has_until => format!(
+                    "RRULE '{shown}' (from {}) has no occurrence at all: no date between its \
+                     start and its UNTIL matches its parts",
+                    format_utc(schedule.dtstart())
+                ),
                 _ => format!(
                     "RRULE '{shown}' (from {}) has no occurrence at all: no date matches its \
                      parts together (e.g. BYMONTH=2;BYMONTHDAY=30)",
                     format_utc(schedule.dtstart())
                 ),
             };
-            Err(ParamError::field(
-                if parts.is_some() && ever.is_none() {
-                    "freq"
-                } else {
-                    field
-                },
-                message,
-            ))
+            // A structured rule that never fires: UNTIL when it cuts every occurrence off,
+            // else the parts as a whole (named by FREQ).
+            let field = match &parts {
+                Some(_) if ever.is_none() && !has_until => "freq",
+                _ => field,
+            };
+            Err(ParamError::field(field, message))
         }
     }
 }
