@@ -609,6 +609,21 @@ def rrule_fires(body: str, dtstart: dt.datetime, now: dt.datetime, n=COUNT):
     return sorted(found)[:n]
 
 
+def mixed_edge_ordinal(p: dict) -> bool:
+    """A documented limit of the built-in component (docs/timer-semantics.md §11): a BYDAY
+    ordinal of -5 (MONTHLY) or -53 (YEARLY) is supported only when every BYDAY value has it
+    and no BYMONTHDAY, BYYEARDAY or BYWEEKNO is given; otherwise the rule is refused."""
+    edge = {"MONTHLY": -5, "YEARLY": -53}.get(p["freq"].upper())
+    ords = []
+    for d in p.get("by_day") or []:
+        m = re.match(r"^([+-]?\d+)?([A-Za-z]{2})$", d.strip())
+        ords.append(int(m.group(1)) if m and m.group(1) else None)
+    if edge is None or edge not in ords:
+        return False
+    return any(o != edge for o in ords) or any(
+        k in p for k in ("by_month_day", "by_year_day", "by_week_no"))
+
+
 def body_of(p: dict) -> str:
     return oracle.rrule_body({k: v for k, v in p.items() if k not in ("dtstart", "timezone")})
 
@@ -728,6 +743,11 @@ def rrule_case(rng, i: int):
     if far:
         klass = "rrule: first fire beyond the 1,000-year horizon -> error"
         case["error"] = {"contains": []}
+        case["note"] = klass
+        return case, klass, info
+    if mixed_edge_ordinal(p):
+        klass = "rrule: -5/-53 BYDAY ordinal beside other day parts -> error (documented limit)"
+        case["error"] = {"contains": ["supported only when every BYDAY value has it"]}
         case["note"] = klass
         return case, klass, info
     if refused:
