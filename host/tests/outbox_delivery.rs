@@ -393,3 +393,59 @@ async fn shutdown_abandons_what_it_cannot_flush_in_time_and_logs_each() {
         1
     );
 }
+
+/// A failure that is retried says so in a warning, and nothing the outbox logs reads
+/// `Failed to create event`: operators alert on that line, and it means an event was lost.
+#[tokio::test]
+async fn a_retried_failure_never_logs_the_words_operators_alert_on() {
+    let fake = FakeApi::start(FakeOptions::default());
+    let (logs, _guard) = LogCapture::start("info");
+    fake.fail_next_events(3, 503);
+    let outbox = Outbox::start(api(&fake, "tok", DEFAULT_REQUEST_TIMEOUT), fast());
+    outbox.handle().submit(event(1));
+    assert_eq!(fake.wait_for_events(1, WAIT).await.len(), 1);
+    outbox.shutdown(Duration::from_secs(5)).await;
+    let retries = logs.with_message("Event creation failed, retrying");
+    assert_eq!(retries.len(), 3);
+    assert!(
+        retries[0]["error"].as_str().unwrap().contains("503"),
+        "the warning says why: {}",
+        retries[0]
+    );
+    assert!(
+        !logs.text().contains("Failed to create event"),
+        "{}",
+        logs.text()
+    );
+}
+
+/// While shutting down, the flush's time budget bounds the retries, not the attempt count:
+/// an API that answers 503 to more attempts than `max_attempts` and then recovers within
+/// the budget still gets the event.
+#[tokio::test]
+async fn a_shutdown_flush_retries_past_the_attempt_count_within_its_budget() {
+    let fake = FakeApi::start(FakeOptions::default());
+    fake.fail_next_events(12, 503);
+    let outbox = Outbox::start(
+        api(&fake, "tok", DEFAULT_REQUEST_TIMEOUT),
+        OutboxOptions {
+            max_attempts: 3,
+            // Without shutdown, the next retry would come a minute later.
+            initial_backoff: Duration::from_secs(60),
+            max_backoff: Duration::from_secs(60),
+            flush_backoff: Duration::from_millis(20),
+            ..OutboxOptions::default()
+        },
+    );
+    outbox.handle().submit(event(1));
+    fake.wait_for_requests("/api/v1/events", 1, WAIT).await;
+    let report = outbox.shutdown(Duration::from_secs(5)).await;
+    assert_eq!((report.delivered, report.failed), (1, 0));
+    assert!(report.abandoned.is_empty());
+    assert_eq!(fake.events().len(), 1);
+    assert_eq!(
+        fake.requests_to("/api/v1/events").len(),
+        13,
+        "12 failures, then the event"
+    );
+}
