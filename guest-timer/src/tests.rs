@@ -681,6 +681,17 @@ fn rrule_errors_say_what_is_wrong() {
     );
     assert_eq!(err.field.as_deref(), Some("count"));
     assert!(err.message.contains("already ended"), "{err}");
+    // UNTIL before the first match (May 2027 has no fifth Thursday): the until field.
+    let err = error(
+        5,
+        r#"{"freq":"MONTHLY","by_day":["5TH"],"by_month":[5,12],"until":"2027-05-09T11:58:00Z","dtstart":"2027-02-02T19:38:00Z"}"#,
+    );
+    assert_eq!(err.field.as_deref(), Some("until"), "{err}");
+    assert!(
+        err.message
+            .contains("no date between its start and its UNTIL matches its parts"),
+        "{err}"
+    );
     // UNTIL before the start, structured: the until field, and no crate wording.
     let err = error(
         5,
