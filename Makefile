@@ -64,12 +64,14 @@ differential: $(DIFF_VENV)/.installed
 	$(CARGO) build $(PROFILE) -p conformance --bin conformance
 	$(DIFF_VENV)/bin/python tests/oracle/differential.py --conformance $(TARGET_DIR)/release/conformance
 
-# Every test; the benchmarks are only compiled (they measure, see `make bench`).
-test: setup python-component js-component
+# Every test; the benchmarks are only compiled (they measure, see `make bench`). Every
+# cargo step selects the whole workspace with its dev-dependencies, so all share one set of
+# compiled dependencies; the runner the last two steps use is the one the tests built.
+test: setup python-component js-component $(DIFF_VENV)/.installed
 	PYTHON_TIMER_WASM=$(CURDIR)/$(PY_COMPONENT) $(CARGO) test $(PROFILE) --workspace --no-fail-fast
-	$(CARGO) build $(PROFILE) -p attune-core-timer-sensor --benches
-	$(CARGO) run $(PROFILE) -p conformance --bin conformance -- --component $(JS_COMPONENT)
-	$(MAKE) differential
+	$(CARGO) test $(PROFILE) --workspace --benches --no-run
+	$(TARGET_DIR)/release/conformance --component $(JS_COMPONENT)
+	$(DIFF_VENV)/bin/python tests/oracle/differential.py --conformance $(TARGET_DIR)/release/conformance
 
 BENCH_SCENARIOS ?= 1k,10k,100k
 BENCH_SECONDS   ?= 60
