@@ -36,19 +36,16 @@
 
 // Only `workspace_root` of it is used here; the rest is for the daemon benches.
 #[allow(dead_code)]
-#[path = "support/machine.rs"]
-mod machine;
-
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use attune_testkit::machine::workspace_root;
 use attune_timer::component::{CompileCache, Fire, Rule, Schedule, TimerRuntime};
 use attune_timer::schedule::event::Payload;
 use chrono::{DateTime, Utc};
 use criterion::{BatchSize, BenchmarkId, Criterion};
 use guest_timer::TimerSpec;
-use machine::workspace_root;
 use serde_json::{json, Value};
 
 /// Ticks per rule the iterations cycle through (42 minutes of the interval rule, 19 working

@@ -106,13 +106,6 @@
 //!
 //! `--rules N` is kept for older command lines: the same as `--scenario N`.
 
-#[path = "../tests/support/daemon.rs"]
-mod daemon_support;
-#[path = "support/machine.rs"]
-mod machine;
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -123,11 +116,13 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
+use attune_testkit::daemon::TestDaemon;
+use attune_testkit::fake_api::{FakeApi, FakeOptions, RecordedEvent};
+use attune_testkit::machine::{
+    clk_tck, cpu_model, git_commit, loadavg, machine_ticks, workspace_root,
+};
 use attune_timer::daemon::config::LogFormat;
 use attune_timer::schedule::ON_TIME;
-use daemon_support::TestDaemon;
-use machine::{clk_tck, cpu_model, git_commit, loadavg, machine_ticks, workspace_root};
-use support::fake_api::{FakeApi, FakeOptions, RecordedEvent};
 
 const NS: i64 = 1_000_000_000;
 const INTERVALS: [i64; 4] = [1, 2, 3, 5];
@@ -446,7 +441,7 @@ fn install_logging(mode: LogMode, log_path: &Path) -> Arc<LogCounters> {
 
 /// CPU time (user + system) of this process so far.
 fn process_cpu() -> Duration {
-    let ru = machine::self_rusage();
+    let ru = attune_testkit::machine::self_rusage();
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
@@ -464,7 +459,7 @@ fn thread_ticks() -> HashMap<u64, (String, u64)> {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        let Some((name, user, system)) = machine::stat_ticks(&stat) else {
+        let Some((name, user, system)) = attune_testkit::machine::stat_ticks(&stat) else {
             continue;
         };
         out.insert(tid, (name.to_string(), user + system));
@@ -474,7 +469,7 @@ fn thread_ticks() -> HashMap<u64, (String, u64)> {
 
 /// `VmRSS` and `VmHWM` (peak) of this process, in KiB.
 fn rss_kib() -> (u64, u64) {
-    let [rss, hwm] = machine::status_values("/proc/self/status", ["VmRSS:", "VmHWM:"]);
+    let [rss, hwm] = attune_testkit::machine::status_values("/proc/self/status", ["VmRSS:", "VmHWM:"]);
     (rss, hwm)
 }
 

@@ -15,9 +15,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use attune_testkit::rules::interval_rule as rule;
+use attune_testkit::sink::Collect;
 use attune_timer::component::Limits;
 use attune_timer::component::{CallError, Rule, TimerRuntime};
-use attune_timer::schedule::event::{Event, EventSink};
+use attune_timer::schedule::event::Event;
 use attune_timer::schedule::Clock;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -31,26 +33,6 @@ fn t0() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-03-26T12:00:00Z")
         .unwrap()
         .with_timezone(&Utc)
-}
-
-/// Every event, with the (tokio) instant it reached the sink.
-#[derive(Default)]
-struct Recorder(Mutex<Vec<(Instant, Event)>>);
-
-impl EventSink for Recorder {
-    fn submit(&self, event: Event) {
-        self.0.lock().unwrap().push((Instant::now(), event));
-    }
-}
-
-impl Recorder {
-    fn by_rule(&self) -> BTreeMap<i64, Vec<(Instant, Event)>> {
-        let mut map: BTreeMap<i64, Vec<(Instant, Event)>> = BTreeMap::new();
-        for (at, e) in self.0.lock().unwrap().iter() {
-            map.entry(e.rule_id).or_default().push((*at, e.clone()));
-        }
-        map
-    }
 }
 
 /// Log lines (JSON, flattened) captured from the clock.
@@ -96,15 +78,6 @@ impl Logs {
             .map(|l| serde_json::from_str::<Value>(l).unwrap())
             .filter(|l| l["rule_id"] == id)
             .collect()
-    }
-}
-
-fn rule(id: i64, params: Value) -> Rule {
-    Rule {
-        id,
-        r#ref: format!("test.rule_{id}"),
-        trigger_ref: Some("core.intervaltimer".into()),
-        trigger_params: params,
     }
 }
 
@@ -191,7 +164,7 @@ async fn ordinary_rules_keep_time_while_hostile_rules_are_stopped_alone() {
         .limits(limits)
         .file(HOSTILE)
         .expect("hostile fixture loads");
-    let sink = Arc::new(Recorder::default());
+    let sink = Arc::new(Collect::default());
     let clock = Clock::spawn_at(
         Arc::new(runtime),
         sink.clone(),
@@ -269,7 +242,7 @@ async fn ordinary_rules_keep_time_while_hostile_rules_are_stopped_alone() {
     // Ten seconds of virtual time.
     tokio::time::sleep_until(base + Duration::from_millis(10_500)).await;
 
-    let events = sink.by_rule();
+    let events = sink.timed_by_rule();
     for id in 1..=ORDINARY {
         assert_fired_on_time(id, events.get(&id), base, 10);
         assert!(clock.contains(id), "rule {id} still runs");
@@ -295,7 +268,7 @@ async fn ordinary_rules_keep_time_while_hostile_rules_are_stopped_alone() {
 async fn a_rule_that_turns_hostile_mid_run_is_stopped_alone() {
     let (logs, _guard) = Logs::start();
     let runtime = Arc::new(TimerRuntime::from_file(GARBAGE).expect("garbage fixture loads"));
-    let sink = Arc::new(Recorder::default());
+    let sink = Arc::new(Collect::default());
     let clock = Clock::spawn_at(runtime, sink.clone(), "core.timer_sensor".into(), t0());
     let base = Instant::now();
 
@@ -325,7 +298,7 @@ async fn a_rule_that_turns_hostile_mid_run_is_stopped_alone() {
 
     tokio::time::sleep_until(base + Duration::from_millis(8_500)).await;
 
-    let events = sink.by_rule();
+    let events = sink.timed_by_rule();
     for id in 1..=ORDINARY {
         assert_fired_on_time(id, events.get(&id), base, 8);
     }
@@ -343,7 +316,7 @@ async fn a_rule_that_turns_hostile_mid_run_is_stopped_alone() {
 async fn ordinary_rules_keep_firing_in_real_time_beside_a_looping_rule() {
     let (logs, _guard) = Logs::start();
     let runtime = Arc::new(TimerRuntime::from_file(HOSTILE).expect("hostile fixture loads"));
-    let sink = Arc::new(Recorder::default());
+    let sink = Arc::new(Collect::default());
     let start = Utc::now();
     let clock = Clock::spawn_at(runtime, sink.clone(), "core.timer_sensor".into(), start);
     let base = Instant::now();
@@ -363,7 +336,7 @@ async fn ordinary_rules_keep_firing_in_real_time_beside_a_looping_rule() {
     tokio::time::sleep_until(base + Duration::from_millis(3_600)).await;
     clock.shutdown().await;
 
-    let events = sink.by_rule();
+    let events = sink.timed_by_rule();
     let deadline = clock.runtime().limits().call_deadline;
     for id in 1..=n {
         let mine = events
