@@ -194,7 +194,7 @@ pub fn calibrate(per_shape: usize) -> Calibration {
         weighted.1 += share * us(next_fire);
         weighted.2 += share * us(ahead);
         rows.push(ShapeCost {
-            shape: *shape,
+            shape,
             share,
             validate_us: r2(us(validate)),
             next_fire_us: r2(us(next_fire)),
