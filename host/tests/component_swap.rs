@@ -88,7 +88,7 @@ fn assert_exact_sequence(events: &[Event], id: i64, period_s: i64, n: usize) {
 
 #[tokio::test(start_paused = true)]
 async fn a_swap_under_load_misses_no_fire_and_doubles_none() {
-    let (logs, _guard) = LogCapture::start("warn,attune_timer::swap=info");
+    let (logs, _guard) = LogCapture::start("warn,attune_timer::schedule::swap=info");
     let (clock, table, sink) = setup();
     let mut rules: Vec<Rule> = (1..=1000)
         .map(|id| {

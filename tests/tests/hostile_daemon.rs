@@ -12,9 +12,10 @@
 //! `Clock::start` (both on a blocking thread).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use attune_testkit::logs::LogCapture;
 use attune_testkit::rules::interval_rule as rule;
 use attune_testkit::sink::Collect;
 use attune_timer::component::Limits;
@@ -35,50 +36,13 @@ fn t0() -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-/// Log lines (JSON, flattened) captured from the clock.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
-}
-
-impl Logs {
-    /// Captures WARN and above on this thread (and the clock's tasks, which inherit it).
-    fn start() -> (Self, tracing::subscriber::DefaultGuard) {
-        let logs = Logs::default();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_env_filter("warn")
-            .with_writer(logs.clone())
-            .finish();
-        let guard = tracing::subscriber::set_default(subscriber);
-        (logs, guard)
-    }
-
-    fn for_rule(&self, id: i64) -> Vec<Value> {
-        let bytes = self.0.lock().unwrap().clone();
-        String::from_utf8(bytes)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|l| l["rule_id"] == id)
-            .collect()
-    }
+/// The log lines (WARN and above, captured with the daemon's own JSON subscriber) about
+/// rule `id`.
+fn logs_for_rule(logs: &LogCapture, id: i64) -> Vec<Value> {
+    logs.lines()
+        .into_iter()
+        .filter(|l| l["rule_id"] == id)
+        .collect()
 }
 
 /// Validates and starts every rule as the daemon does, on a blocking thread; returns each
@@ -135,8 +99,8 @@ fn assert_fired_on_time(
 }
 
 /// The rule's log has the clock's "stopped" line, naming why.
-fn assert_stopped_in_log(logs: &Logs, id: i64, why: &str) {
-    let lines = logs.for_rule(id);
+fn assert_stopped_in_log(logs: &LogCapture, id: i64, why: &str) {
+    let lines = logs_for_rule(logs, id);
     let stopped: Vec<&Value> = lines
         .iter()
         .filter(|l| {
@@ -154,7 +118,7 @@ fn assert_stopped_in_log(logs: &Logs, id: i64, why: &str) {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn ordinary_rules_keep_time_while_hostile_rules_are_stopped_alone() {
-    let (logs, _guard) = Logs::start();
+    let (logs, _guard) = LogCapture::start("warn");
     // A 32 MiB cap: the memory hogs reach it in milliseconds; a 4 MiB payload still fits.
     let limits = Limits {
         max_memory_bytes: 32 << 20,
@@ -266,7 +230,7 @@ async fn ordinary_rules_keep_time_while_hostile_rules_are_stopped_alone() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_rule_that_turns_hostile_mid_run_is_stopped_alone() {
-    let (logs, _guard) = Logs::start();
+    let (logs, _guard) = LogCapture::start("warn");
     let runtime = Arc::new(TimerRuntime::from_file(GARBAGE).expect("garbage fixture loads"));
     let sink = Arc::new(Collect::default());
     let clock = Clock::spawn_at(runtime, sink.clone(), "core.timer_sensor".into(), t0());
@@ -314,7 +278,7 @@ async fn a_rule_that_turns_hostile_mid_run_is_stopped_alone() {
 /// with exact scheduled times, well within a second of its instant.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ordinary_rules_keep_firing_in_real_time_beside_a_looping_rule() {
-    let (logs, _guard) = Logs::start();
+    let (logs, _guard) = LogCapture::start("warn");
     let runtime = Arc::new(TimerRuntime::from_file(HOSTILE).expect("hostile fixture loads"));
     let sink = Arc::new(Collect::default());
     let start = Utc::now();
