@@ -2,8 +2,7 @@
 //! `GUEST_TIMER_WASM`, so the binary embeds it and runs on its own. Setting
 //! `ATTUNE_GUEST_WASM` to a prebuilt component skips that build (useful for packagers).
 
-#[path = "build/wasm_component.rs"]
-mod wasm_component;
+use attune_build_support as wasm_component;
 
 fn main() {
     let root = wasm_component::workspace_root();

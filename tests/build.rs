@@ -1,7 +1,6 @@
 //! Builds the test fixture components (see `fixtures/`) and hands their paths to the tests.
 
-#[path = "../host/build/wasm_component.rs"]
-mod wasm_component;
+use attune_build_support as wasm_component;
 
 /// Each fixture crate, and the env var its `.wasm` path is exposed under.
 const FIXTURES: &[(&str, &str)] = &[

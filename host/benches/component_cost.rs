@@ -34,21 +34,18 @@
 //! `COMPONENT_COST_LOOP=RULE:N[:SIDE]` skips criterion and just runs N fires of one rule
 //! (SIDE: component, native_parsed or native_text), to run under a profiler.
 
-// Only `workspace_root` of it is used here; the rest is for the daemon benches.
-#[allow(dead_code)]
-#[path = "support/machine.rs"]
-mod machine;
-
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use attune_testkit::bench::write_json;
+use attune_testkit::machine::workspace_root;
 use attune_timer::component::{CompileCache, Fire, Rule, Schedule, TimerRuntime};
 use attune_timer::schedule::event::Payload;
 use chrono::{DateTime, Utc};
 use criterion::{BatchSize, BenchmarkId, Criterion};
 use guest_timer::TimerSpec;
-use machine::workspace_root;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 /// Ticks per rule the iterations cycle through (42 minutes of the interval rule, 19 working
@@ -444,6 +441,54 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     Some(a? / b?)
 }
 
+/// One call of one rule: the median of each side, and the ratios.
+#[derive(Debug, Clone, Serialize)]
+struct CallCost {
+    component_ns: Option<f64>,
+    native_parsed_ns: Option<f64>,
+    native_text_ns: Option<f64>,
+    ratio_vs_native_parsed: Option<f64>,
+    ratio_vs_native_text: Option<f64>,
+}
+
+/// The parts of the native side, timed alone.
+#[derive(Debug, Clone, Serialize)]
+struct Parts {
+    host_payload_check_ns: Option<f64>,
+    spec_from_json_ns: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct RuleCost {
+    rule: &'static str,
+    trigger_ref: String,
+    params: Value,
+    spec: String,
+    fire: CallCost,
+    next_fire: CallCost,
+    build_payload: CallCost,
+    parts: Parts,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct ComponentInfo {
+    source: String,
+    content_hash: String,
+    version: String,
+}
+
+/// `target/bench/component_cost.json`.
+#[derive(Debug, Clone, Serialize)]
+struct Report {
+    bench: &'static str,
+    unit: &'static str,
+    pairing: &'static str,
+    component: ComponentInfo,
+    ring_ticks: usize,
+    finished_at: String,
+    rules: Vec<RuleCost>,
+}
+
 fn summarize(dir: &Path, since: SystemTime, cases: &[Case], runtime: &TimerRuntime, source: &str) {
     let cell = |v: Option<f64>, unit: &str| v.map_or("-".into(), |v| format!("{v:.1}{unit}"));
     let mut rows = Vec::new();
@@ -452,15 +497,7 @@ fn summarize(dir: &Path, since: SystemTime, cases: &[Case], runtime: &TimerRunti
          rule      call           component  native_parsed   ratio  native_text   ratio\n",
     );
     for case in cases {
-        let mut entry = serde_json::Map::new();
-        entry.insert("rule".into(), case.name.into());
-        entry.insert(
-            "trigger_ref".into(),
-            case.schedule.trigger_ref.clone().into(),
-        );
-        entry.insert("params".into(), case.rule.trigger_params.clone());
-        entry.insert("spec".into(), case.schedule.spec.clone().into());
-        for group in GROUPS {
+        let [fire, next_fire, build_payload] = GROUPS.map(|group| {
             let [component, parsed, text] =
                 SIDES.map(|side| median(dir, group, side.name(), case.name, since));
             table.push_str(&format!(
@@ -473,66 +510,65 @@ fn summarize(dir: &Path, since: SystemTime, cases: &[Case], runtime: &TimerRunti
                 cell(text, ""),
                 cell(ratio(component, text), "x"),
             ));
-            entry.insert(
-                group.into(),
-                json!({
-                    "component_ns": component,
-                    "native_parsed_ns": parsed,
-                    "native_text_ns": text,
-                    "ratio_vs_native_parsed": ratio(component, parsed),
-                    "ratio_vs_native_text": ratio(component, text),
-                }),
-            );
-        }
-        let parts: serde_json::Map<String, Value> = PARTS
-            .iter()
-            .map(|p| {
-                (
-                    format!("{p}_ns"),
-                    median(dir, "parts", p, case.name, since).into(),
-                )
-            })
-            .collect();
+            CallCost {
+                component_ns: component,
+                native_parsed_ns: parsed,
+                native_text_ns: text,
+                ratio_vs_native_parsed: ratio(component, parsed),
+                ratio_vs_native_text: ratio(component, text),
+            }
+        });
+        let [host_payload_check_ns, spec_from_json_ns] =
+            PARTS.map(|p| median(dir, "parts", p, case.name, since));
         table.push_str(&format!(
             "{:<9} native parts: host check of a payload {} ns, spec parse {} ns\n",
             case.name,
-            cell(parts["host_payload_check_ns"].as_f64(), ""),
-            cell(parts["spec_from_json_ns"].as_f64(), ""),
+            cell(host_payload_check_ns, ""),
+            cell(spec_from_json_ns, ""),
         ));
-        entry.insert("parts".into(), parts.into());
-        rows.push(Value::Object(entry));
+        rows.push(RuleCost {
+            rule: case.name,
+            trigger_ref: case.schedule.trigger_ref.clone(),
+            params: case.rule.trigger_params.clone(),
+            spec: case.schedule.spec.clone(),
+            fire,
+            next_fire,
+            build_payload,
+            parts: Parts {
+                host_payload_check_ns,
+                spec_from_json_ns,
+            },
+        });
     }
     // Criterion's test mode (`cargo test --benches`) measures nothing: no table then.
     let measured = rows.iter().any(|r| {
-        GROUPS
-            .iter()
-            .any(|g| r[*g].as_object().unwrap().values().any(|v| !v.is_null()))
+        [&r.fire, &r.next_fire, &r.build_payload].iter().any(|c| {
+            c.component_ns.is_some() || c.native_parsed_ns.is_some() || c.native_text_ns.is_some()
+        })
     });
     if !measured {
         println!("component_cost: no fresh estimates, nothing written");
         return;
     }
     print!("{table}");
-    let report = json!({
-        "bench": "component_cost",
-        "unit": "ns per call, criterion's median",
-        "pairing": "component = TimerRuntime next_fire + build_payload_text (guest caches \
-                    parsed specs by text); \
-                    native_parsed = next_fire_parsed + build_payload_parsed on a spec parsed \
-                    once (the apples-to-apples baseline); native_text = next_fire + \
-                    build_payload re-parsing the spec text on every call",
-        "component": {
-            "source": source,
-            "content_hash": runtime.info().content_hash,
-            "version": runtime.info().version,
+    let report = Report {
+        bench: "component_cost",
+        unit: "ns per call, criterion's median",
+        pairing: "component = TimerRuntime next_fire + build_payload_text (guest caches \
+                  parsed specs by text); \
+                  native_parsed = next_fire_parsed + build_payload_parsed on a spec parsed \
+                  once (the apples-to-apples baseline); native_text = next_fire + \
+                  build_payload re-parsing the spec text on every call",
+        component: ComponentInfo {
+            source: source.to_string(),
+            content_hash: runtime.info().content_hash.clone(),
+            version: runtime.info().version.clone(),
         },
-        "ring_ticks": RING,
-        "finished_at": Utc::now().to_rfc3339(),
-        "rules": rows,
-    });
+        ring_ticks: RING,
+        finished_at: Utc::now().to_rfc3339(),
+        rules: rows,
+    };
     let out = target_dir().join("bench/component_cost.json");
-    std::fs::create_dir_all(out.parent().unwrap()).expect("create target/bench");
-    std::fs::write(&out, serde_json::to_string_pretty(&report).unwrap() + "\n")
-        .expect("write the JSON report");
+    write_json(&out, &report);
     println!("written to {}", out.display());
 }

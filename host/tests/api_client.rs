@@ -2,17 +2,16 @@
 //! event creation, 401 → renew → retry, token renewal (at 80 % of a short-lived token) and
 //! what the logs may never contain.
 
-mod support;
-
 use std::time::Duration;
 
+use attune_testkit::fake_api::{make_jwt, now_unix, FakeApi, FakeOptions};
+use attune_testkit::logs::LogCapture;
 use attune_timer::platform::api::{ApiClient, ApiError, DEFAULT_REQUEST_TIMEOUT};
 use attune_timer::platform::renewal;
 use attune_timer::platform::token::{self, TokenHandle};
 use attune_timer::schedule::event::Event;
 use chrono::{TimeZone, Utc};
 use serde_json::json;
-use support::fake_api::{make_jwt, now_unix, FakeApi, FakeOptions, LogCapture};
 
 const ALL: [&str; 4] = [
     "core.intervaltimer",

@@ -1,14 +1,16 @@
 //! The clock and the rule table, with the real embedded component, under tokio's paused
 //! clock: every deadline is hit exactly, so the assertions can be exact too.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use serde_json::json;
 
+use attune_testkit::rules::rule;
+use attune_testkit::sink::Collect;
 use attune_timer::component::{Rule, TimerRuntime};
-use attune_timer::schedule::event::{Event, EventSink};
+use attune_timer::schedule::event::Event;
 use attune_timer::schedule::rules::{Applied, RuleTable};
 use attune_timer::schedule::Clock;
 
@@ -40,33 +42,6 @@ fn runtime() -> Arc<TimerRuntime> {
         .clone()
 }
 
-#[derive(Default)]
-struct Collect {
-    events: Mutex<Vec<Event>>,
-}
-
-impl EventSink for Collect {
-    fn submit(&self, event: Event) {
-        self.events.lock().unwrap().push(event);
-    }
-}
-
-impl Collect {
-    fn take(&self) -> Vec<Event> {
-        std::mem::take(&mut *self.events.lock().unwrap())
-    }
-
-    fn for_rule(&self, id: i64) -> Vec<Event> {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| e.rule_id == id)
-            .cloned()
-            .collect()
-    }
-}
-
 fn setup() -> (Clock, RuleTable, Arc<Collect>) {
     let sink = Arc::new(Collect::default());
     let clock = Clock::spawn_at(runtime(), sink.clone(), SENSOR.into(), t0());
@@ -75,15 +50,6 @@ fn setup() -> (Clock, RuleTable, Arc<Collect>) {
         ALL_REFS.iter().map(|s| s.to_string()).collect(),
     );
     (clock, table, sink)
-}
-
-fn rule(id: i64, trigger_ref: &str, params: Value) -> Rule {
-    Rule {
-        id,
-        r#ref: format!("test.rule_{id}"),
-        trigger_ref: Some(trigger_ref.to_string()),
-        trigger_params: params,
-    }
 }
 
 fn interval(id: i64, seconds: u64) -> Rule {

@@ -6,22 +6,21 @@
 //! appended: a valid component with a different content hash. Swaps to components that
 //! refuse rules (the fixtures) are in the conformance crate's tests/swap.rs.
 
-mod support;
-
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use serde_json::json;
 
+use attune_testkit::logs::LogCapture;
+use attune_testkit::rules::rule;
+use attune_testkit::sink::Collect;
 use attune_timer::component::watch::{Trigger, Triggers};
 use attune_timer::component::{Rule, TimerRuntime, EMBEDDED_COMPONENT};
-use attune_timer::schedule::event::{Event, EventSink};
+use attune_timer::schedule::event::Event;
 use attune_timer::schedule::rules::RuleTable;
 use attune_timer::schedule::swap::{self, Check, SwapOutcome};
 use attune_timer::schedule::Clock;
-use support::fake_api::LogCapture;
 
 const SENSOR: &str = "core.timer_sensor";
 
@@ -54,34 +53,6 @@ fn marked_component(mark: &str) -> Vec<u8> {
     leb(body.len(), &mut bytes);
     bytes.extend_from_slice(&body);
     bytes
-}
-
-#[derive(Default)]
-struct Collect(Mutex<Vec<Event>>);
-
-impl EventSink for Collect {
-    fn submit(&self, event: Event) {
-        self.0.lock().unwrap().push(event);
-    }
-}
-
-impl Collect {
-    fn by_rule(&self) -> BTreeMap<i64, Vec<Event>> {
-        let mut map: BTreeMap<i64, Vec<Event>> = BTreeMap::new();
-        for e in self.0.lock().unwrap().iter() {
-            map.entry(e.rule_id).or_default().push(e.clone());
-        }
-        map
-    }
-}
-
-fn rule(id: i64, trigger_ref: &str, params: Value) -> Rule {
-    Rule {
-        id,
-        r#ref: format!("test.rule_{id}"),
-        trigger_ref: Some(trigger_ref.to_string()),
-        trigger_params: params,
-    }
 }
 
 fn setup() -> (Clock, RuleTable, Arc<Collect>) {

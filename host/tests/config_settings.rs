@@ -1,19 +1,17 @@
 //! Settings from the environment (a map, never the process environment) and from stdin
 //! JSON: defaults, every validation message in the contract's order, and logging.
 
-mod support;
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use attune_testkit::logs::LogCapture;
 use attune_timer::component::Limits;
 use attune_timer::daemon::config::{
     BootstrapRule, ConfigError, ConfigSource, LogFormat, Overrides, Settings,
 };
 use attune_timer::platform::outbox::OutboxOptions;
 use serde_json::json;
-use support::fake_api::LogCapture;
 
 const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXBheWxvYWQ.very-secret-signature";
 

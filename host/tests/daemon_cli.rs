@@ -1,10 +1,6 @@
 //! The daemon through the real binary: `--help`, configuration errors, and a run against
 //! the fake API and the real RabbitMQ that ends with SIGTERM or SIGINT.
 
-#[path = "support/daemon.rs"]
-mod daemon_support;
-mod support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -12,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use daemon_support::test_env;
-use support::fake_api::{FakeApi, FakeOptions};
+use attune_testkit::daemon::test_env;
+use attune_testkit::fake_api::{FakeApi, FakeOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_attune-core-timer-sensor");
 
@@ -114,7 +110,7 @@ fn run_until_signal(sig: &str) {
     struct Cleanup(String, String);
     impl Drop for Cleanup {
         fn drop(&mut self) {
-            daemon_support::delete_now(self.0.clone(), self.1.clone());
+            attune_testkit::daemon::delete_now(self.0.clone(), self.1.clone());
         }
     }
     let _cleanup = Cleanup(
@@ -209,7 +205,7 @@ fn sigterm_during_startup_exits_cleanly() {
     let accepted = std::thread::spawn(move || silent.accept().map(|(conn, _)| conn));
     let mut child = bare()
         .env("ATTUNE_API_URL", &api_url)
-        .env("ATTUNE_API_TOKEN", daemon_support::default_token())
+        .env("ATTUNE_API_TOKEN", attune_testkit::daemon::default_token())
         .env("ATTUNE_SENSOR_REF", "core.timer_sensor")
         .env("ATTUNE_MQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
         .stdout(Stdio::null())

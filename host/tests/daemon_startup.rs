@@ -1,19 +1,16 @@
 //! The daemon's startup and shutdown, in-process, against the fake Attune API and the real
 //! RabbitMQ (127.0.0.1:5672, guest/guest). Real time; a few seconds per test at most.
 
-#[path = "support/daemon.rs"]
-mod daemon_support;
-mod support;
-
 use std::time::Duration;
 
 use serde_json::json;
 
+use attune_testkit::daemon::{test_env, Broker, TestDaemon};
+use attune_testkit::fake_api::{make_jwt, now_unix, FakeApi, FakeOptions};
+use attune_testkit::logs::LogCapture;
 use attune_timer::daemon::config::Settings;
 use attune_timer::daemon::Daemon;
 use attune_timer::platform::lifecycle::ListenerConfig;
-use daemon_support::{test_env, Broker, TestDaemon};
-use support::fake_api::{make_jwt, now_unix, FakeApi, FakeOptions, LogCapture};
 
 /// A rule far in the future, so nothing fires during the test.
 fn quiet_params(trigger_ref: &str, n: i64) -> serde_json::Value {
@@ -290,7 +287,7 @@ async fn a_start_that_fails_halfway_leaves_no_task_running() {
         "{err:#}"
     );
     let left = live_tasks_settle_to(before + residue).await;
-    daemon_support::delete_now(queue, exchange);
+    attune_testkit::daemon::delete_now(queue, exchange);
     assert_eq!(
         left,
         before + residue,

@@ -2,16 +2,13 @@
 //! daemon running in-process against the fake Attune API. Each test has its own exchange
 //! and queue, deleted at the end. Real time: each test takes a few seconds at most.
 
-#[path = "support/daemon.rs"]
-mod daemon_support;
-mod support;
-
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use daemon_support::{envelope, flat, TestDaemon};
-use support::fake_api::{FakeApi, FakeOptions, LogCapture};
+use attune_testkit::daemon::{envelope, flat, TestDaemon};
+use attune_testkit::fake_api::{FakeApi, FakeOptions};
+use attune_testkit::logs::LogCapture;
 
 /// Polls `cond` every 20 ms for up to `within`.
 async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
@@ -296,9 +293,12 @@ async fn malformed_messages_are_acked_and_the_consumer_carries_on() {
 #[tokio::test]
 async fn refs_out_of_scope_are_ignored() {
     let api = FakeApi::start(FakeOptions::default());
-    let now = support::fake_api::now_unix();
-    let token =
-        support::fake_api::make_jwt(now + 3600, now, Some(&["core.crontimer", "core.webhook"]));
+    let now = attune_testkit::fake_api::now_unix();
+    let token = attune_testkit::fake_api::make_jwt(
+        now + 3600,
+        now,
+        Some(&["core.crontimer", "core.webhook"]),
+    );
     let d = TestDaemon::start(&api, &[("ATTUNE_API_TOKEN", &token)]).await;
     assert_eq!(d.rules.scope(), ["core.crontimer"]);
     d.publish(
@@ -360,10 +360,10 @@ async fn reconnects_and_resyncs_after_the_broker_closes_the_connection() {
     assert!(d.clock.contains(71) && d.clock.contains(72));
     let kept_generation = d.clock.timer(72).unwrap().generation;
     let name = d.connection_name();
-    let broker_name = daemon_support::broker_connection(&name)
+    let broker_name = attune_testkit::daemon::broker_connection(&name)
         .unwrap_or_else(|| panic!("the broker lists no connection named {name:?}"));
 
-    daemon_support::close_from_broker(&broker_name);
+    attune_testkit::daemon::close_from_broker(&broker_name);
     // Changed while disconnected, with no message: only a re-sync can see these.
     api.add_rule(
         73,
@@ -386,7 +386,7 @@ async fn reconnects_and_resyncs_after_the_broker_closes_the_connection() {
         kept_generation,
         "unchanged rules keep their timer"
     );
-    let again = daemon_support::broker_connection(&name).expect("a new connection");
+    let again = attune_testkit::daemon::broker_connection(&name).expect("a new connection");
     assert_ne!(again, broker_name);
 
     // Consuming again.

@@ -235,21 +235,21 @@ fn bad_rules_files_fail_clearly() {
 /// `examples/rules.json` stays honest: every rule in it starts.
 #[tokio::test]
 async fn the_example_rules_all_start() {
-    use attune_timer::schedule::event::{Event, EventSink};
+    use attune_testkit::sink::Collect;
     use attune_timer::schedule::rules::RuleTable;
     use attune_timer::schedule::Clock;
     use std::sync::Arc;
 
-    struct Drop_;
-    impl EventSink for Drop_ {
-        fn submit(&self, _: Event) {}
-    }
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rules.json");
     let text = std::fs::read_to_string(&path).unwrap();
     let rules = attune_timer::app::local::load_rules(&text, Utc::now()).unwrap();
     let runtime = Arc::new(attune_timer::component::TimerRuntime::embedded().unwrap());
     let refs = runtime.info().trigger_refs.clone();
-    let clock = Clock::spawn(runtime, Arc::new(Drop_), "core.timer_sensor".into());
+    let clock = Clock::spawn(
+        runtime,
+        Arc::new(Collect::default()),
+        "core.timer_sensor".into(),
+    );
     let table = RuleTable::new(clock.clone(), refs);
     let report = table.apply_snapshot(rules.clone()).await;
     assert_eq!(report.running, rules.len(), "{report:?}");

@@ -2,18 +2,17 @@
 //! failures, no retry of permanent ones, the full outbox, bounded concurrency and the
 //! shutdown flush. Every undelivered event must be logged as `Failed to create event`.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use attune_testkit::fake_api::{make_jwt, now_unix, FakeApi, FakeOptions};
+use attune_testkit::logs::LogCapture;
 use attune_timer::platform::api::{ApiClient, DEFAULT_REQUEST_TIMEOUT};
 use attune_timer::platform::outbox::{Outbox, OutboxOptions};
 use attune_timer::platform::token::TokenHandle;
 use attune_timer::schedule::event::{Event, EventSink};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Value};
-use support::fake_api::{make_jwt, now_unix, FakeApi, FakeOptions, LogCapture};
 
 const WAIT: Duration = Duration::from_secs(10);
 

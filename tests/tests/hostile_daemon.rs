@@ -12,12 +12,15 @@
 //! `Clock::start` (both on a blocking thread).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use attune_testkit::logs::LogCapture;
+use attune_testkit::rules::interval_rule as rule;
+use attune_testkit::sink::Collect;
 use attune_timer::component::Limits;
 use attune_timer::component::{CallError, Rule, TimerRuntime};
-use attune_timer::schedule::event::{Event, EventSink};
+use attune_timer::schedule::event::Event;
 use attune_timer::schedule::Clock;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -33,79 +36,13 @@ fn t0() -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-/// Every event, with the (tokio) instant it reached the sink.
-#[derive(Default)]
-struct Recorder(Mutex<Vec<(Instant, Event)>>);
-
-impl EventSink for Recorder {
-    fn submit(&self, event: Event) {
-        self.0.lock().unwrap().push((Instant::now(), event));
-    }
-}
-
-impl Recorder {
-    fn by_rule(&self) -> BTreeMap<i64, Vec<(Instant, Event)>> {
-        let mut map: BTreeMap<i64, Vec<(Instant, Event)>> = BTreeMap::new();
-        for (at, e) in self.0.lock().unwrap().iter() {
-            map.entry(e.rule_id).or_default().push((*at, e.clone()));
-        }
-        map
-    }
-}
-
-/// Log lines (JSON, flattened) captured from the clock.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
-}
-
-impl Logs {
-    /// Captures WARN and above on this thread (and the clock's tasks, which inherit it).
-    fn start() -> (Self, tracing::subscriber::DefaultGuard) {
-        let logs = Logs::default();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_env_filter("warn")
-            .with_writer(logs.clone())
-            .finish();
-        let guard = tracing::subscriber::set_default(subscriber);
-        (logs, guard)
-    }
-
-    fn for_rule(&self, id: i64) -> Vec<Value> {
-        let bytes = self.0.lock().unwrap().clone();
-        String::from_utf8(bytes)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|l| l["rule_id"] == id)
-            .collect()
-    }
-}
-
-fn rule(id: i64, params: Value) -> Rule {
-    Rule {
-        id,
-        r#ref: format!("test.rule_{id}"),
-        trigger_ref: Some("core.intervaltimer".into()),
-        trigger_params: params,
-    }
+/// The log lines (WARN and above, captured with the daemon's own JSON subscriber) about
+/// rule `id`.
+fn logs_for_rule(logs: &LogCapture, id: i64) -> Vec<Value> {
+    logs.lines()
+        .into_iter()
+        .filter(|l| l["rule_id"] == id)
+        .collect()
 }
 
 /// Validates and starts every rule as the daemon does, on a blocking thread; returns each
@@ -162,8 +99,8 @@ fn assert_fired_on_time(
 }
 
 /// The rule's log has the clock's "stopped" line, naming why.
-fn assert_stopped_in_log(logs: &Logs, id: i64, why: &str) {
-    let lines = logs.for_rule(id);
+fn assert_stopped_in_log(logs: &LogCapture, id: i64, why: &str) {
+    let lines = logs_for_rule(logs, id);
     let stopped: Vec<&Value> = lines
         .iter()
         .filter(|l| {
@@ -181,7 +118,7 @@ fn assert_stopped_in_log(logs: &Logs, id: i64, why: &str) {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn ordinary_rules_keep_time_while_hostile_rules_are_stopped_alone() {
-    let (logs, _guard) = Logs::start();
+    let (logs, _guard) = LogCapture::start("warn");
     // A 32 MiB cap: the memory hogs reach it in milliseconds; a 4 MiB payload still fits.
     let limits = Limits {
         max_memory_bytes: 32 << 20,
@@ -191,7 +128,7 @@ async fn ordinary_rules_keep_time_while_hostile_rules_are_stopped_alone() {
         .limits(limits)
         .file(HOSTILE)
         .expect("hostile fixture loads");
-    let sink = Arc::new(Recorder::default());
+    let sink = Arc::new(Collect::default());
     let clock = Clock::spawn_at(
         Arc::new(runtime),
         sink.clone(),
@@ -269,7 +206,7 @@ async fn ordinary_rules_keep_time_while_hostile_rules_are_stopped_alone() {
     // Ten seconds of virtual time.
     tokio::time::sleep_until(base + Duration::from_millis(10_500)).await;
 
-    let events = sink.by_rule();
+    let events = sink.timed_by_rule();
     for id in 1..=ORDINARY {
         assert_fired_on_time(id, events.get(&id), base, 10);
         assert!(clock.contains(id), "rule {id} still runs");
@@ -293,9 +230,9 @@ async fn ordinary_rules_keep_time_while_hostile_rules_are_stopped_alone() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_rule_that_turns_hostile_mid_run_is_stopped_alone() {
-    let (logs, _guard) = Logs::start();
+    let (logs, _guard) = LogCapture::start("warn");
     let runtime = Arc::new(TimerRuntime::from_file(GARBAGE).expect("garbage fixture loads"));
-    let sink = Arc::new(Recorder::default());
+    let sink = Arc::new(Collect::default());
     let clock = Clock::spawn_at(runtime, sink.clone(), "core.timer_sensor".into(), t0());
     let base = Instant::now();
 
@@ -325,7 +262,7 @@ async fn a_rule_that_turns_hostile_mid_run_is_stopped_alone() {
 
     tokio::time::sleep_until(base + Duration::from_millis(8_500)).await;
 
-    let events = sink.by_rule();
+    let events = sink.timed_by_rule();
     for id in 1..=ORDINARY {
         assert_fired_on_time(id, events.get(&id), base, 8);
     }
@@ -341,9 +278,9 @@ async fn a_rule_that_turns_hostile_mid_run_is_stopped_alone() {
 /// with exact scheduled times, well within a second of its instant.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ordinary_rules_keep_firing_in_real_time_beside_a_looping_rule() {
-    let (logs, _guard) = Logs::start();
+    let (logs, _guard) = LogCapture::start("warn");
     let runtime = Arc::new(TimerRuntime::from_file(HOSTILE).expect("hostile fixture loads"));
-    let sink = Arc::new(Recorder::default());
+    let sink = Arc::new(Collect::default());
     let start = Utc::now();
     let clock = Clock::spawn_at(runtime, sink.clone(), "core.timer_sensor".into(), start);
     let base = Instant::now();
@@ -363,7 +300,7 @@ async fn ordinary_rules_keep_firing_in_real_time_beside_a_looping_rule() {
     tokio::time::sleep_until(base + Duration::from_millis(3_600)).await;
     clock.shutdown().await;
 
-    let events = sink.by_rule();
+    let events = sink.timed_by_rule();
     let deadline = clock.runtime().limits().call_deadline;
     for id in 1..=n {
         let mine = events

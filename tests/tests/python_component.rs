@@ -196,12 +196,7 @@ struct Workload {
 }
 
 fn workloads() -> Vec<Workload> {
-    let rule = |id: i64, trigger_ref: &str, params: serde_json::Value| Rule {
-        id,
-        r#ref: format!("bench.rule{id}"),
-        trigger_ref: Some(trigger_ref.into()),
-        trigger_params: params,
-    };
+    use attune_testkit::rules::rule;
     vec![
         Workload {
             name: "interval 5 minutes",

@@ -3,51 +3,24 @@
 //! interval timer), and one of an incompatible WIT version (`fixtures/future-timer`). Under
 //! tokio's paused clock, so every fire is checked exactly.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use attune_testkit::rules::rule;
+use attune_testkit::sink::Collect;
 use attune_timer::component::{Rule, TimerRuntime};
-use attune_timer::schedule::event::{Event, EventSink};
+use attune_timer::schedule::event::Event;
 use attune_timer::schedule::rules::RuleTable;
 use attune_timer::schedule::swap::{self, Check, SwapOutcome};
 use attune_timer::schedule::Clock;
 use chrono::{DateTime, TimeZone, Utc};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const HOSTILE: &str = env!("HOSTILE_TIMER_WASM");
 const FUTURE: &str = env!("FUTURE_TIMER_WASM");
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 26, 12, 0, 0).unwrap()
-}
-
-#[derive(Default)]
-struct Collect(Mutex<Vec<Event>>);
-
-impl EventSink for Collect {
-    fn submit(&self, event: Event) {
-        self.0.lock().unwrap().push(event);
-    }
-}
-
-impl Collect {
-    fn by_rule(&self) -> BTreeMap<i64, Vec<Event>> {
-        let mut map: BTreeMap<i64, Vec<Event>> = BTreeMap::new();
-        for e in self.0.lock().unwrap().iter() {
-            map.entry(e.rule_id).or_default().push(e.clone());
-        }
-        map
-    }
-}
-
-fn rule(id: i64, trigger_ref: &str, params: Value) -> Rule {
-    Rule {
-        id,
-        r#ref: format!("test.rule_{id}"),
-        trigger_ref: Some(trigger_ref.into()),
-        trigger_params: params,
-    }
 }
 
 fn interval(id: i64, seconds: u64) -> Rule {

@@ -3,29 +3,22 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
-use attune_timer::component::{Fire, Rule, Schedule, TimerRuntime};
+use attune_timer::component::{Fire, Schedule, TimerRuntime};
 use chrono::{DateTime, TimeZone, Utc};
-use serde_json::{json, Value};
+use serde_json::json;
 
 pub fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap()
 }
 
 /// An interval rule with these params (the fixtures read `interval` and their own keys).
-pub fn rule(id: i64, params: Value) -> Rule {
-    Rule {
-        id,
-        r#ref: format!("test.rule{id}"),
-        trigger_ref: Some("core.intervaltimer".into()),
-        trigger_params: params,
-    }
-}
+pub use attune_testkit::rules::interval_rule as rule;
 
 /// The first fire of rule 1, at `at`.
 pub fn fire(schedule: &Schedule, at: DateTime<Utc>) -> Fire {
     Fire {
         rule_id: 1,
-        rule_ref: "test.rule1".into(),
+        rule_ref: "test.rule_1".into(),
         trigger_ref: schedule.trigger_ref.clone(),
         sensor_ref: "core.timer_sensor".into(),
         scheduled_at: at,

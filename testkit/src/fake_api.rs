@@ -4,10 +4,6 @@
 //! issuing and the sensor-token scope checks. It runs on its own thread and runtime on
 //! 127.0.0.1 (loopback only), so it works under any test runtime, paused clocks included,
 //! and stops when dropped.
-//!
-//! Also [`LogCapture`]: the daemon's own log subscriber writing into a buffer.
-
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -171,6 +167,10 @@ struct FakeState {
     /// and `page_size` lookups, O(page_size · log n), rather than a scan of every rule
     /// (1,000 pages of 100,000 rules took seconds that way).
     listings: HashMap<(String, bool), Vec<i64>>,
+    /// With [`FakeApi::render_listings_once`]: each listing page's body as first sent, by
+    /// (trigger_ref, enabled only, page, page_size), sent again as is; dropped on any rule
+    /// change like `listings`.
+    rendered: Option<HashMap<(String, bool, usize, usize), Bytes>>,
     events: Vec<RecordedEvent>,
     requests: Vec<RecordedRequest>,
     event_failures: VecDeque<u16>,
@@ -191,6 +191,9 @@ impl FakeState {
     /// The rules, for a change (which drops the cached listings).
     fn rules_mut(&mut self) -> &mut BTreeMap<i64, FakeRule> {
         self.listings.clear();
+        if let Some(rendered) = self.rendered.as_mut() {
+            rendered.clear();
+        }
         &mut self.rules
     }
 
@@ -292,6 +295,20 @@ impl FakeApi {
                     enabled,
                 },
             )
+        });
+    }
+
+    /// With `true`, from now on answers a listing page it has sent before with the same
+    /// bytes, without building it again (until the rules change); `false` goes back to
+    /// building every page. Failure injection, the token and scope checks and the recording
+    /// of requests still apply. For the benches: it takes the fake's paging cost out of the
+    /// daemon's measured start-up.
+    pub fn render_listings_once(&self, on: bool) {
+        self.with(|s| match on {
+            true => {
+                s.rendered.get_or_insert_with(HashMap::new);
+            }
+            false => s.rendered = None,
         });
     }
 
@@ -502,6 +519,19 @@ fn json_response(status: u16, body: Value) -> Response {
     resp
 }
 
+/// A JSON body already rendered.
+fn bytes_response(status: u16, body: Bytes) -> Response {
+    let mut resp = (
+        StatusCode::from_u16(status).unwrap(),
+        [("content-type", "application/json")],
+        body,
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert("x-fake", HeaderValue::from_static("attune"));
+    resp
+}
+
 fn api_error(status: u16, message: &str) -> Response {
     let code = match status {
         400 => "BAD_REQUEST",
@@ -633,6 +663,10 @@ async fn list_rules(
             .and_then(|p| p.parse().ok())
             .unwrap_or(50)
             .clamp(1, 100);
+        let key = (trigger_ref.clone(), only_enabled, page, page_size);
+        if let Some(body) = s.rendered.as_ref().and_then(|r| r.get(&key)) {
+            break 'answer (200, bytes_response(200, body.clone()));
+        }
         let ids = s.listing(&trigger_ref, only_enabled);
         let total = ids.len();
         let total_pages = total.div_ceil(page_size);
@@ -652,7 +686,11 @@ async fn list_rules(
             pagination.remove("total_items");
             pagination.remove("total_pages");
         }
-        (200, json_response(200, body))
+        let body = Bytes::from(body.to_string());
+        if let Some(rendered) = s.rendered.as_mut() {
+            rendered.insert(key, body.clone());
+        }
+        (200, bytes_response(200, body))
     };
     record(&mut s, "GET", "/api/v1/rules", query, auth, None, status);
     resp
@@ -830,75 +868,4 @@ async fn sensor_token(State(state): State<Shared>, headers: HeaderMap, body: Byt
         status,
     );
     resp
-}
-
-// --- log capture ---
-
-/// Captures the daemon's log output (its own JSON subscriber) in memory for the current
-/// thread (tests run on a current-thread runtime; the outbox and the renewal loop carry the
-/// subscriber into their tasks).
-#[derive(Clone, Default)]
-pub struct LogCapture {
-    buf: Arc<Mutex<Vec<u8>>>,
-}
-
-pub struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for CaptureWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
-    type Writer = CaptureWriter;
-    fn make_writer(&'a self) -> CaptureWriter {
-        CaptureWriter(self.buf.clone())
-    }
-}
-
-impl LogCapture {
-    /// Installs a JSON subscriber at `level` as this thread's default until the guard drops.
-    pub fn start(level: &str) -> (LogCapture, tracing::subscriber::DefaultGuard) {
-        Self::start_with(level, attune_timer::daemon::config::LogFormat::Json)
-    }
-
-    pub fn start_with(
-        level: &str,
-        format: attune_timer::daemon::config::LogFormat,
-    ) -> (LogCapture, tracing::subscriber::DefaultGuard) {
-        let capture = LogCapture::default();
-        let subscriber =
-            attune_timer::app::logging::subscriber(level, format, capture.clone()).unwrap();
-        let guard = tracing::subscriber::set_default(subscriber);
-        (capture, guard)
-    }
-
-    /// Everything written so far.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.buf.lock().unwrap()).into_owned()
-    }
-
-    /// The JSON lines written so far.
-    pub fn lines(&self) -> Vec<Value> {
-        self.text()
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))
-            })
-            .collect()
-    }
-
-    /// The JSON lines whose `message` is `message`.
-    pub fn with_message(&self, message: &str) -> Vec<Value> {
-        self.lines()
-            .into_iter()
-            .filter(|l| l["message"].as_str() == Some(message))
-            .collect()
-    }
 }

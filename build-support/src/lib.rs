@@ -1,4 +1,6 @@
-//! Shared by build scripts: builds a workspace crate for `wasm32-wasip2` as a component.
+//! Shared by the build scripts (`host/build.rs`, `tests/build.rs`): builds a workspace crate
+//! for `wasm32-wasip2` as a component. Called from a build script: it reads the cargo
+//! environment of the build script that calls it.
 
 use std::env;
 use std::path::{Path, PathBuf};

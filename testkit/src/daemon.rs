@@ -3,11 +3,6 @@
 //!
 //! A missing broker fails the test with a clear message; nothing is skipped. Whatever a
 //! test declares on the broker is deleted by [`TestDaemon::stop`].
-//!
-//! Include it next to `support` (it uses `support::fake_api`):
-//! `mod support;` then `#[path = "support/daemon.rs"] mod daemon_support;`.
-
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +24,7 @@ use attune_timer::platform::lifecycle::ListenerConfig;
 use attune_timer::schedule::rules::RuleTable;
 use attune_timer::schedule::Clock;
 
-use crate::support::fake_api::{make_jwt, now_unix, FakeApi};
+use crate::fake_api::{make_jwt, now_unix, FakeApi};
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const ALL_REFS: [&str; 4] = [

@@ -2,64 +2,21 @@
 //! that rule alone is stopped. Uses the hostile fixture (`tests/fixtures/hostile-timer`), a
 //! plain interval timer that traps or spins only for rules whose params ask it to.
 
-mod support;
-
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use attune_timer::component::{Rule, TimerRuntime};
-use attune_timer::schedule::event::{Event, EventSink};
+use attune_testkit::logs::LogCapture;
+use attune_testkit::rules::interval_rule as rule;
+use attune_testkit::sink::Collect;
+use attune_timer::component::TimerRuntime;
 use attune_timer::schedule::rules::{Applied, RuleTable};
 use attune_timer::schedule::Clock;
-use support::fake_api::LogCapture;
 
-/// Builds the hostile fixture (a no-op when it is up to date) the way the build scripts
-/// build components: a nested cargo with its own target directory.
-fn hostile_component() -> PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"))
-            .join("guest");
-        let mut cmd = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-        cmd.current_dir(root)
-            .args([
-                "build",
-                "--quiet",
-                "--profile",
-                "guest",
-                "--target",
-                "wasm32-wasip2",
-            ])
-            .args(["-p", "hostile-timer", "--target-dir"])
-            .arg(&target);
-        for var in [
-            "RUSTFLAGS",
-            "CARGO_ENCODED_RUSTFLAGS",
-            "CARGO_BUILD_TARGET",
-            "CARGO_TARGET_DIR",
-        ] {
-            cmd.env_remove(var);
-        }
-        let status = cmd
-            .status()
-            .expect("run cargo to build the hostile fixture");
-        assert!(
-            status.success(),
-            "building tests/fixtures/hostile-timer for wasm32-wasip2 failed ({status}); \
-             is the target installed? (`rustup target add wasm32-wasip2`)"
-        );
-        target.join("wasm32-wasip2/guest/hostile_timer.wasm")
-    })
-    .clone()
-}
+/// The hostile fixture, built by this crate's build script.
+const HOSTILE: &str = env!("HOSTILE_TIMER_WASM");
 
 fn t0() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-03-26T12:00:00Z")
@@ -67,26 +24,8 @@ fn t0() -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-#[derive(Default)]
-struct Collect(Mutex<Vec<Event>>);
-
-impl EventSink for Collect {
-    fn submit(&self, event: Event) {
-        self.0.lock().unwrap().push(event);
-    }
-}
-
-fn rule(id: i64, params: Value) -> Rule {
-    Rule {
-        id,
-        r#ref: format!("test.rule_{id}"),
-        trigger_ref: Some("core.intervaltimer".into()),
-        trigger_params: params,
-    }
-}
-
 fn setup() -> (Clock, RuleTable, Arc<Collect>) {
-    let runtime = TimerRuntime::from_file(hostile_component()).expect("hostile fixture loads");
+    let runtime = TimerRuntime::from_file(HOSTILE).expect("hostile fixture loads");
     let sink = Arc::new(Collect::default());
     let clock = Clock::spawn_at(
         Arc::new(runtime),
@@ -116,7 +55,7 @@ async fn a_rule_whose_fires_fail_twice_stops_alone() {
     assert_eq!(report.started, 3, "they all start: next-fire works for all");
     tokio::time::sleep(Duration::from_millis(11_000)).await;
 
-    let events = sink.0.lock().unwrap().clone();
+    let events = sink.events();
     let ids: Vec<i64> = events.iter().map(|e| e.rule_id).collect();
     assert_eq!(
         ids,
