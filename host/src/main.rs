@@ -30,9 +30,18 @@ then, except for the ATTUNE_TIMER_* and ATTUNE_OUTBOX_* variables, which it may 
                                      metadata.trigger_types limit the trigger refs served.
   ATTUNE_SENSOR_REF [sensor_ref]     required. The sensor's ref, e.g. core.timer_sensor. The
                                      broker queue is sensor.<ref>; payloads carry it.
-  ATTUNE_MQ_URL [mq_url]             required. RabbitMQ URL (amqp:// or amqps://).
-  ATTUNE_MQ_EXCHANGE [mq_exchange]   default: attune. The topic exchange of rule lifecycle
-                                     messages (the Attune API publishes to attune.events).
+  Rule changes come over exactly one transport: set ATTUNE_NOTIFIER_WS_URL (platform V4
+  and later) or ATTUNE_MQ_URL (V1-V3), not both; neither, or both, is refused.
+  ATTUNE_NOTIFIER_WS_URL [notifier_ws_url]
+                                     the notifier WebSocket URL (wss://, or ws:// to a host
+                                     that resolves to loopback only), e.g. ws://localhost:8081/ws.
+  ATTUNE_ALLOW_INSECURE_NOTIFIER_WS [allow_insecure_notifier_ws]
+                                     default: false. true allows ws:// to any host (fallback:
+                                     ATTUNE__SENSOR__ALLOW_INSECURE_NOTIFIER_WS). true or false.
+  ATTUNE_MQ_URL [mq_url]             RabbitMQ URL (amqp:// or amqps://).
+  ATTUNE_MQ_EXCHANGE [mq_exchange]   default: attune. RabbitMQ only: the topic exchange of rule
+                                     lifecycle messages (the Attune API publishes to
+                                     attune.events).
   ATTUNE_LOG_LEVEL [log_level]       default: info. A tracing directive (-l overrides).
   ATTUNE_LOG_FORMAT [log_format]     default: json. json or pretty (--log-format overrides).
   ATTUNE_SENSOR_TRIGGERS [sensor_triggers]

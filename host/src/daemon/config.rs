@@ -5,12 +5,16 @@
 //! process environment. Validation order (the first failure is reported):
 //!
 //! 1. the required variables are present (`ATTUNE_API_URL`, `ATTUNE_API_TOKEN`,
-//!    `ATTUNE_SENSOR_REF`, `ATTUNE_MQ_URL`; env only — stdin reports a missing key as a
-//!    parse error, as the platform does);
+//!    `ATTUNE_SENSOR_REF`; env only — stdin reports a missing key as a parse error, as the
+//!    platform does), then exactly one transport: `ATTUNE_NOTIFIER_WS_URL` (the notifier
+//!    WebSocket, platform V4+) or `ATTUNE_MQ_URL` (RabbitMQ, V1–V3). Neither is an error
+//!    naming both; both is refused (see [`Transport`]). `ATTUNE_ALLOW_INSECURE_NOTIFIER_WS`
+//!    (else `ATTUNE__SENSOR__ALLOW_INSECURE_NOTIFIER_WS`) must be `true` or `false`;
 //! 2. `api_url cannot be empty`, `api_token cannot be empty`, `sensor_ref cannot be empty`,
-//!    `mq_url cannot be empty`, `mq_exchange cannot be empty`,
-//!    `api_url must start with http:// or https://`,
-//!    `mq_url must start with amqp:// or amqps://` (the V1–V3 list);
+//!    then for RabbitMQ `mq_url cannot be empty`, `mq_exchange cannot be empty`, for the
+//!    WebSocket `notifier_ws_url cannot be empty`; `api_url must start with http:// or
+//!    https://`; then for RabbitMQ `mq_url must start with amqp:// or amqps://` (the V1–V3
+//!    list), for the WebSocket the sixth generation's URL checks (docs/platform.md §1.1.5);
 //! 3. then ours: `api_url is not a valid URL`, the log level (an EnvFilter directive), the
 //!    log format, `ATTUNE_SENSOR_TRIGGERS`, the component limits, and the outbox settings.
 
@@ -150,6 +154,28 @@ pub struct Overrides {
     pub log_format: Option<String>,
 }
 
+/// Which rule-lifecycle transport runs. Exactly one does: the platform's sensor manager
+/// passes `ATTUNE_MQ_URL` to the RabbitMQ generations (V1–V3) and `ATTUNE_NOTIFIER_WS_URL`
+/// to the WebSocket ones (V4+), never both (docs/platform.md §0.1). Both set is refused
+/// rather than one preferred: that is a hand-made configuration whose author expects both to
+/// be used, and following one silently would miss every change announced on the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// RabbitMQ (`ATTUNE_MQ_URL`, docs/platform.md §1.4).
+    RabbitMq,
+    /// The notifier WebSocket (`ATTUNE_NOTIFIER_WS_URL`, docs/platform.md §1.5).
+    NotifierWs,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::RabbitMq => "rabbitmq",
+            Transport::NotifierWs => "notifier_ws",
+        }
+    }
+}
+
 /// The validated settings of the daemon.
 #[derive(Clone)]
 pub struct Settings {
@@ -158,8 +184,15 @@ pub struct Settings {
     /// The sensor token. Never shown by `Debug`; see [`crate::platform::token::TokenHandle`].
     pub api_token: String,
     pub sensor_ref: String,
+    /// The RabbitMQ URL; empty when the notifier WebSocket is the transport.
     pub mq_url: String,
+    /// The RabbitMQ exchange (default `attune`); unused with the notifier WebSocket.
     pub mq_exchange: String,
+    /// The notifier WebSocket URL (`ws://` or `wss://`); `None` when RabbitMQ is the
+    /// transport.
+    pub notifier_ws_url: Option<String>,
+    /// Plaintext `ws://` to a host that is not loopback is allowed.
+    pub allow_insecure_notifier_ws: bool,
     /// A tracing EnvFilter directive (already checked).
     pub log_level: String,
     pub log_format: LogFormat,
@@ -191,6 +224,14 @@ impl fmt::Debug for Settings {
             .field("sensor_ref", &self.sensor_ref)
             .field("mq_url", &url_for_log(&self.mq_url))
             .field("mq_exchange", &self.mq_exchange)
+            .field(
+                "notifier_ws_url",
+                &self.notifier_ws_url.as_deref().map(url_for_log),
+            )
+            .field(
+                "allow_insecure_notifier_ws",
+                &self.allow_insecure_notifier_ws,
+            )
             .field("log_level", &self.log_level)
             .field("log_format", &self.log_format)
             .field("sensor_triggers", &self.sensor_triggers.len())
@@ -210,6 +251,26 @@ impl fmt::Debug for Settings {
 pub enum ConfigError {
     #[error("{0} environment variable is required")]
     MissingEnv(&'static str),
+    /// No transport is configured (docs/platform.md §1.1.3): the message names both
+    /// settings and what each selects.
+    #[error(
+        "{} is required: set {} for the notifier WebSocket (platform V4 and later) or {} for RabbitMQ (V1–V3)",
+        .0.either(), .0.ws_key(), .0.mq_key()
+    )]
+    MissingTransport(ConfigSource),
+    /// Both transports are configured; exactly one runs.
+    #[error(
+        "{} and {} are both set: set only one — {} for the notifier WebSocket (platform V4 and later) or {} for RabbitMQ (V1–V3)",
+        .0.ws_key(), .0.mq_key(), .0.ws_key(), .0.mq_key()
+    )]
+    BothTransports(ConfigSource),
+    /// `ATTUNE_ALLOW_INSECURE_NOTIFIER_WS` is not `true` or `false` (Rust's `bool` parsing,
+    /// as the platform's).
+    #[error("invalid boolean value \"{0}\"")]
+    InvalidBool(String),
+    /// `failed to resolve notifier websocket host '<host>'` (docs/platform.md §1.1.5).
+    #[error("failed to resolve notifier websocket host '{0}'")]
+    ResolveWsHost(String),
     /// One of the validation messages (`docs/platform.md` §1.1), e.g. `api_url cannot be empty`.
     #[error("{0}")]
     Invalid(&'static str),
@@ -234,14 +295,40 @@ pub enum ConfigError {
     LoggingInit(#[source] Detail),
 }
 
+impl ConfigSource {
+    fn ws_key(self) -> &'static str {
+        match self {
+            ConfigSource::Env => "ATTUNE_NOTIFIER_WS_URL",
+            ConfigSource::Stdin => "notifier_ws_url",
+        }
+    }
+
+    fn mq_key(self) -> &'static str {
+        match self {
+            ConfigSource::Env => "ATTUNE_MQ_URL",
+            ConfigSource::Stdin => "mq_url",
+        }
+    }
+
+    fn either(self) -> &'static str {
+        match self {
+            ConfigSource::Env => "ATTUNE_NOTIFIER_WS_URL or ATTUNE_MQ_URL environment variable",
+            ConfigSource::Stdin => "notifier_ws_url or mq_url",
+        }
+    }
+}
+
 /// The settings before validation, from either source.
 #[derive(Debug, Default)]
 struct Raw {
     api_url: String,
     api_token: String,
     sensor_ref: String,
+    transport: Option<Transport>,
     mq_url: String,
     mq_exchange: String,
+    notifier_ws_url: String,
+    allow_insecure_notifier_ws: bool,
     log_level: String,
     log_format: String,
     sensor_triggers: Option<Value>,
@@ -260,9 +347,14 @@ struct StdinConfig {
     api_url: String,
     api_token: String,
     sensor_ref: String,
-    mq_url: String,
+    #[serde(default)]
+    mq_url: Option<String>,
     #[serde(default)]
     mq_exchange: Option<String>,
+    #[serde(default)]
+    notifier_ws_url: Option<String>,
+    #[serde(default)]
+    allow_insecure_notifier_ws: Option<bool>,
     #[serde(default)]
     log_level: Option<String>,
     #[serde(default)]
@@ -301,6 +393,15 @@ fn json_scalar_text(v: Value) -> Option<String> {
 }
 
 impl Settings {
+    /// Which rule-lifecycle transport these settings select.
+    pub fn transport(&self) -> Transport {
+        if self.notifier_ws_url.is_some() {
+            Transport::NotifierWs
+        } else {
+            Transport::RabbitMq
+        }
+    }
+
     /// Reads the settings from the environment (the default source).
     pub fn from_env(env: &dyn Env) -> Result<Settings, ConfigError> {
         Self::from_env_with(env, &Overrides::default())
@@ -309,11 +410,29 @@ impl Settings {
     /// Like [`Settings::from_env`], with command-line overrides.
     pub fn from_env_with(env: &dyn Env, cli: &Overrides) -> Result<Settings, ConfigError> {
         let required = |key: &'static str| env.var(key).ok_or(ConfigError::MissingEnv(key));
+        let api_url = required("ATTUNE_API_URL")?;
+        let api_token = required("ATTUNE_API_TOKEN")?;
+        let sensor_ref = required("ATTUNE_SENSOR_REF")?;
+        let (transport, mq_url, notifier_ws_url) = choose_transport(
+            env.var("ATTUNE_MQ_URL"),
+            env.var("ATTUNE_NOTIFIER_WS_URL"),
+            ConfigSource::Env,
+        )?;
+        let allow_insecure_notifier_ws = match env
+            .var("ATTUNE_ALLOW_INSECURE_NOTIFIER_WS")
+            .or_else(|| env.var("ATTUNE__SENSOR__ALLOW_INSECURE_NOTIFIER_WS"))
+        {
+            None => false,
+            Some(v) => parse_bool(&v)?,
+        };
         let mut raw = Raw {
-            api_url: required("ATTUNE_API_URL")?,
-            api_token: required("ATTUNE_API_TOKEN")?,
-            sensor_ref: required("ATTUNE_SENSOR_REF")?,
-            mq_url: required("ATTUNE_MQ_URL")?,
+            api_url,
+            api_token,
+            sensor_ref,
+            transport: Some(transport),
+            mq_url,
+            notifier_ws_url,
+            allow_insecure_notifier_ws,
             mq_exchange: env
                 .var("ATTUNE_MQ_EXCHANGE")
                 .unwrap_or_else(|| DEFAULT_MQ_EXCHANGE.to_string()),
@@ -345,11 +464,16 @@ impl Settings {
     ) -> Result<Settings, ConfigError> {
         let parsed: StdinConfig = serde_json::from_str(text)
             .map_err(|e| ConfigError::StdinParse(json_error_detail(&e)))?;
+        let (transport, mq_url, notifier_ws_url) =
+            choose_transport(parsed.mq_url, parsed.notifier_ws_url, ConfigSource::Stdin)?;
         let mut raw = Raw {
             api_url: parsed.api_url,
             api_token: parsed.api_token,
             sensor_ref: parsed.sensor_ref,
-            mq_url: parsed.mq_url,
+            transport: Some(transport),
+            mq_url,
+            notifier_ws_url,
+            allow_insecure_notifier_ws: parsed.allow_insecure_notifier_ws.unwrap_or(false),
             mq_exchange: parsed
                 .mq_exchange
                 .unwrap_or_else(|| DEFAULT_MQ_EXCHANGE.to_string()),
@@ -415,6 +539,69 @@ impl Settings {
     }
 }
 
+/// Exactly one transport (see [`Transport`]): `(transport, mq_url, notifier_ws_url)`, the
+/// unused URL empty. A present but empty value counts as set (and is then reported as
+/// empty by validation, as the platform does).
+fn choose_transport(
+    mq_url: Option<String>,
+    notifier_ws_url: Option<String>,
+    source: ConfigSource,
+) -> Result<(Transport, String, String), ConfigError> {
+    match (mq_url, notifier_ws_url) {
+        (Some(_), Some(_)) => Err(ConfigError::BothTransports(source)),
+        (None, None) => Err(ConfigError::MissingTransport(source)),
+        (Some(mq), None) => Ok((Transport::RabbitMq, mq, String::new())),
+        (None, Some(ws)) => Ok((Transport::NotifierWs, String::new(), ws)),
+    }
+}
+
+/// Rust's `bool::from_str`, as the platform's sensor parses
+/// `ATTUNE_ALLOW_INSECURE_NOTIFIER_WS` (docs/platform.md §1.1.5): `true` or `false`, exact.
+fn parse_bool(value: &str) -> Result<bool, ConfigError> {
+    value
+        .parse::<bool>()
+        .map_err(|_| ConfigError::InvalidBool(value.to_string()))
+}
+
+/// The sixth generation's checks of `notifier_ws_url` (docs/platform.md §1.1.5), in its
+/// order, after the `api_url` scheme check. Plaintext `ws://` is resolved (port 80 by
+/// default) and accepted only when every address is loopback, unless `allow_insecure`.
+fn check_notifier_ws_url(value: &str, allow_insecure: bool) -> Result<(), ConfigError> {
+    let url = url::Url::parse(value)
+        .map_err(|_| ConfigError::Invalid("notifier_ws_url is not a valid URL"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::Invalid(
+            "notifier_ws_url must not contain credentials",
+        ));
+    }
+    let host = match url.host_str() {
+        Some(h) if !h.is_empty() => h.to_string(),
+        _ => return Err(ConfigError::Invalid("notifier_ws_url must include a host")),
+    };
+    match url.scheme() {
+        "wss" => Ok(()),
+        "ws" if allow_insecure => Ok(()),
+        "ws" => {
+            use std::net::ToSocketAddrs;
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            let port = url.port().unwrap_or(80);
+            let addrs: Vec<std::net::SocketAddr> = (bare, port)
+                .to_socket_addrs()
+                .map_err(|_| ConfigError::ResolveWsHost(bare.to_string()))?
+                .collect();
+            if addrs.is_empty() || addrs.iter().any(|a| !a.ip().is_loopback()) {
+                return Err(ConfigError::Invalid(
+                    "non-loopback notifier_ws_url requires wss:// or allow_insecure_notifier_ws=true",
+                ));
+            }
+            Ok(())
+        }
+        _ => Err(ConfigError::Invalid(
+            "notifier_ws_url must use wss:// or ws://",
+        )),
+    }
+}
+
 fn read_limit_vars(env: &dyn Env, raw: &mut Raw) {
     raw.max_memory_mb = non_blank(env.var("ATTUNE_TIMER_MAX_MEMORY_MB"));
     raw.call_deadline_ms = non_blank(env.var("ATTUNE_TIMER_CALL_DEADLINE_MS"));
@@ -450,25 +637,41 @@ fn build(
     let sensor_ref = raw.sensor_ref.trim().to_string();
     let mq_url = raw.mq_url.trim().to_string();
     let mq_exchange = raw.mq_exchange.trim().to_string();
+    let notifier_ws_url = raw.notifier_ws_url.trim().to_string();
+    let transport = raw.transport.unwrap_or(Transport::RabbitMq);
+    let rabbit = transport == Transport::RabbitMq;
 
-    // The platform's checks, in its order (docs/platform.md §1.1, V1–V3).
+    // The platform's checks, in its order (docs/platform.md §1.1.5): V1–V3's for RabbitMQ,
+    // V6's for the notifier WebSocket.
     let checks: [(bool, &'static str); 7] = [
         (api_url.is_empty(), "api_url cannot be empty"),
         (api_token.is_empty(), "api_token cannot be empty"),
         (sensor_ref.is_empty(), "sensor_ref cannot be empty"),
-        (mq_url.is_empty(), "mq_url cannot be empty"),
-        (mq_exchange.is_empty(), "mq_exchange cannot be empty"),
+        (rabbit && mq_url.is_empty(), "mq_url cannot be empty"),
+        (
+            rabbit && mq_exchange.is_empty(),
+            "mq_exchange cannot be empty",
+        ),
+        (
+            !rabbit && notifier_ws_url.is_empty(),
+            "notifier_ws_url cannot be empty",
+        ),
         (
             !(api_url.starts_with("http://") || api_url.starts_with("https://")),
             "api_url must start with http:// or https://",
         ),
-        (
-            !(mq_url.starts_with("amqp://") || mq_url.starts_with("amqps://")),
-            "mq_url must start with amqp:// or amqps://",
-        ),
     ];
     if let Some((_, message)) = checks.iter().find(|(failed, _)| *failed) {
         return Err(ConfigError::Invalid(message));
+    }
+    if rabbit {
+        if !(mq_url.starts_with("amqp://") || mq_url.starts_with("amqps://")) {
+            return Err(ConfigError::Invalid(
+                "mq_url must start with amqp:// or amqps://",
+            ));
+        }
+    } else {
+        check_notifier_ws_url(&notifier_ws_url, raw.allow_insecure_notifier_ws)?;
     }
     match url::Url::parse(&api_url) {
         Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => {}
@@ -497,6 +700,8 @@ fn build(
         sensor_ref,
         mq_url,
         mq_exchange,
+        notifier_ws_url: (!rabbit).then_some(notifier_ws_url),
+        allow_insecure_notifier_ws: raw.allow_insecure_notifier_ws,
         log_level: raw.log_level.trim().to_string(),
         log_format,
         sensor_triggers,
@@ -619,6 +824,14 @@ fn parse_outbox(raw: &Raw) -> Result<(usize, usize), ConfigError> {
     Ok((capacity, concurrency))
 }
 
+fn optional_url_for_log(url: &str) -> String {
+    if url.is_empty() {
+        String::new()
+    } else {
+        url_for_log(url)
+    }
+}
+
 /// Logs the loaded settings (`docs/platform.md` §1.2, step 2), with the URLs reduced to origins.
 pub fn log_settings(settings: &Settings) {
     tracing::info!(
@@ -632,8 +845,10 @@ pub fn log_settings(settings: &Settings) {
     tracing::info!(
         sensor_ref = %settings.sensor_ref,
         api_url = %url_for_log(&settings.api_url),
-        mq_url = %url_for_log(&settings.mq_url),
+        transport = settings.transport().as_str(),
+        mq_url = %optional_url_for_log(&settings.mq_url),
         mq_exchange = %settings.mq_exchange,
+        notifier_ws_url = %settings.notifier_ws_url.as_deref().map(url_for_log).unwrap_or_default(),
         "Configuration loaded successfully: sensor_ref={}, api_url={}",
         settings.sensor_ref,
         url_for_log(&settings.api_url)

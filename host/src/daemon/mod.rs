@@ -113,6 +113,12 @@ impl Daemon {
     /// so far has been stopped.
     pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
         log_settings(&settings);
+        if settings.transport() == config::Transport::NotifierWs {
+            anyhow::bail!(
+                "the notifier WebSocket transport is not implemented yet; set ATTUNE_MQ_URL \
+                 (RabbitMQ) instead of ATTUNE_NOTIFIER_WS_URL"
+            );
+        }
         let triggers = Triggers::install(settings.timer_component.clone(), POLL_EVERY);
         let token = TokenHandle::new(settings.api_token.clone());
         let api = ApiClient::new(&settings.api_url, token.clone(), DEFAULT_REQUEST_TIMEOUT)
