@@ -1,0 +1,104 @@
+//! The one seam between the daemon and the rule-lifecycle transports: exactly one of
+//! RabbitMQ (docs/platform.md §1.4, [`super::lifecycle`]) and the notifier WebSocket (§1.5,
+//! [`super::notifier`]) runs, chosen by the settings. Both feed the rule table through the
+//! same [`RuleFeed`], re-sync from the REST listing after every connect (§1.3(d)) and
+//! reconnect with the same backoff, so neither the rule table nor the daemon knows which
+//! one it is.
+
+use std::future::Future;
+
+use anyhow::Context;
+use tracing::info;
+
+use super::api::{ApiClient, ApiRules};
+use super::feed::RuleFeed;
+use super::lifecycle::{self, Listener, ListenerConfig, Session};
+use crate::schedule::{RuleTable, SnapshotReport};
+use crate::support::redact::url_for_log;
+
+/// Which transport to run, and how.
+#[derive(Debug, Clone)]
+pub enum TransportConfig {
+    RabbitMq(ListenerConfig),
+}
+
+/// A connected transport: set up and receiving, its first re-sync still to be done by
+/// [`LifecycleTransport::resync`], then run by [`LifecycleTransport::run`].
+pub struct LifecycleTransport {
+    inner: Inner,
+}
+
+enum Inner {
+    RabbitMq {
+        listener: Listener,
+        session: Session,
+    },
+}
+
+impl std::fmt::Debug for LifecycleTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LifecycleTransport")
+            .field("kind", &self.kind())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LifecycleTransport {
+    /// Connects and starts receiving (RabbitMQ: the topology and the consumer). Messages
+    /// that arrive before [`LifecycleTransport::run`] wait, so a snapshot taken after this
+    /// misses nothing.
+    pub async fn connect(
+        config: TransportConfig,
+        table: RuleTable,
+        api: ApiClient,
+    ) -> anyhow::Result<LifecycleTransport> {
+        let feed = RuleFeed::new(table, std::sync::Arc::new(ApiRules::new(api)));
+        let inner = match config {
+            TransportConfig::RabbitMq(config) => {
+                let session = lifecycle::connect(&config).await.with_context(|| {
+                    format!(
+                        "Failed to connect to RabbitMQ at {}",
+                        url_for_log(&config.mq_url)
+                    )
+                })?;
+                Inner::RabbitMq {
+                    listener: Listener::with_feed(config, feed),
+                    session,
+                }
+            }
+        };
+        info!("Rule lifecycle listener initialized");
+        Ok(LifecycleTransport { inner })
+    }
+
+    /// `rabbitmq` or `notifier_ws`.
+    pub fn kind(&self) -> &'static str {
+        match &self.inner {
+            Inner::RabbitMq { .. } => "rabbitmq",
+        }
+    }
+
+    /// Loads every active rule in scope from the REST listing and applies it as a snapshot.
+    pub async fn resync(&self) -> anyhow::Result<SnapshotReport> {
+        match &self.inner {
+            Inner::RabbitMq { listener, .. } => listener.resync().await,
+        }
+    }
+
+    /// Closes the connection without running (a start that failed after connecting).
+    pub async fn close(self) {
+        match self.inner {
+            Inner::RabbitMq { listener, session } => {
+                session.close(&listener.config().consumer_tag).await
+            }
+        }
+    }
+
+    /// Receives rule changes until `shutdown` resolves, reconnecting (with backoff, then a
+    /// re-sync) whenever the connection is lost; closes the connection on shutdown.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        match self.inner {
+            Inner::RabbitMq { listener, session } => listener.run(session, shutdown).await,
+        }
+    }
+}
