@@ -81,8 +81,8 @@ the old one stays and the log says which check failed for which rules.";
 /// in a sandboxed WebAssembly component.
 ///
 /// Without a subcommand it runs the daemon: it loads the active timer rules from the Attune
-/// API, follows rule changes over RabbitMQ and creates an event through the API each time a
-/// rule fires. With --rules FILE it runs local mode instead: the same clock and component on
+/// API, follows rule changes over the notifier WebSocket or RabbitMQ and creates an event
+/// through the API each time a rule fires. With --rules FILE it runs local mode instead: the same clock and component on
 /// a file of rules, with each event printed on stdout as one JSON line.
 #[derive(Debug, Parser)]
 #[command(name = "attune-core-timer-sensor", version, about, long_about, after_help = SETTINGS_HELP)]

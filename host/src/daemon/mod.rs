@@ -10,11 +10,13 @@
 //! 4. read the token's claims: trigger refs in scope = the token's `metadata.trigger_types`
 //!    ∩ the refs the component handles (all of them without that claim); start token
 //!    renewal (which warns about an expired or nearly expired token at once);
-//! 5. connect to RabbitMQ: the topic exchange, the queue `sensor.<sensor_ref>`, its four
-//!    bindings, a prefetch, and consuming;
+//! 5. connect the rule-lifecycle transport the settings chose
+//!    ([`crate::platform::transport`]): RabbitMQ (the topic exchange, the queue
+//!    `sensor.<sensor_ref>`, its four bindings, a prefetch, and consuming) or the notifier
+//!    WebSocket (the handshake with the token, one subscription per trigger ref in scope);
 //! 6. then list the active rules of every ref in scope through the REST API and apply them,
-//!    with the `ATTUNE_SENSOR_TRIGGERS` rules, as one snapshot — since the queue is bound
-//!    first, no change made meanwhile is missed;
+//!    with the `ATTUNE_SENSOR_TRIGGERS` rules, as one snapshot — since the transport
+//!    receives first, no change made meanwhile is missed;
 //! 7. log `Timer sensor ready` with the number of rules running.
 //!
 //! While it runs, SIGHUP or a change of the component file swaps the component live (see
@@ -46,6 +48,7 @@ use crate::component::watch::{Triggers, POLL_EVERY};
 use crate::component::{Rule, Source};
 use crate::platform::api::{ApiClient, DEFAULT_REQUEST_TIMEOUT};
 use crate::platform::lifecycle::ListenerConfig;
+use crate::platform::notifier::NotifierConfig;
 use crate::platform::outbox::Outbox;
 use crate::platform::renewal;
 use crate::platform::token::{self, TokenHandle};
@@ -112,12 +115,6 @@ impl Daemon {
     /// so far has been stopped.
     pub async fn start(settings: Settings) -> anyhow::Result<Daemon> {
         log_settings(&settings);
-        if settings.transport() == config::Transport::NotifierWs {
-            anyhow::bail!(
-                "the notifier WebSocket transport is not implemented yet; set ATTUNE_MQ_URL \
-                 (RabbitMQ) instead of ATTUNE_NOTIFIER_WS_URL"
-            );
-        }
         let triggers = Triggers::install(settings.timer_component.clone(), POLL_EVERY);
         let token = TokenHandle::new(settings.api_token.clone());
         let api = ApiClient::new(&settings.api_url, token.clone(), DEFAULT_REQUEST_TIMEOUT)
@@ -199,11 +196,17 @@ impl Daemon {
             table.set_bootstrap(bootstrap).await;
         }
 
-        let config = TransportConfig::RabbitMq(ListenerConfig::new(
-            &settings.mq_url,
-            &settings.mq_exchange,
-            &settings.sensor_ref,
-        ));
+        let config = match &settings.notifier_ws_url {
+            Some(url) => TransportConfig::NotifierWs(NotifierConfig::new(
+                url,
+                settings.allow_insecure_notifier_ws,
+            )),
+            None => TransportConfig::RabbitMq(ListenerConfig::new(
+                &settings.mq_url,
+                &settings.mq_exchange,
+                &settings.sensor_ref,
+            )),
+        };
         let transport = LifecycleTransport::connect(config, table.clone(), api).await?;
 
         if let Err(e) = transport.resync().await {

@@ -9,6 +9,8 @@
 //! - [`feed`]: what the lifecycle transports share: the message, the one way it reaches
 //!   the rule table, the REST re-sync, the reconnect policy.
 //! - [`lifecycle`]: the RabbitMQ rule-lifecycle listener, with reconnects and re-syncs.
+//! - [`notifier`]: the notifier WebSocket rule-lifecycle listener (platform V4+), with
+//!   reconnects, re-syncs and token renewal on a refusal.
 //! - [`transport`]: the one seam the daemon sees: whichever transport the settings chose.
 //!
 //! May use: `schedule` (to feed the rule table and take events), `component` (its types),
@@ -18,6 +20,7 @@
 pub mod api;
 pub mod feed;
 pub mod lifecycle;
+pub mod notifier;
 pub mod outbox;
 pub mod renewal;
 pub mod token;

@@ -13,6 +13,7 @@ use tracing::info;
 use super::api::{ApiClient, ApiRules};
 use super::feed::RuleFeed;
 use super::lifecycle::{self, Listener, ListenerConfig, Session};
+use super::notifier::{NotifierConfig, NotifierListener, NotifierSession};
 use crate::schedule::{RuleTable, SnapshotReport};
 use crate::support::redact::url_for_log;
 
@@ -20,6 +21,7 @@ use crate::support::redact::url_for_log;
 #[derive(Debug, Clone)]
 pub enum TransportConfig {
     RabbitMq(ListenerConfig),
+    NotifierWs(NotifierConfig),
 }
 
 /// A connected transport: set up and receiving, its first re-sync still to be done by
@@ -33,6 +35,10 @@ enum Inner {
         listener: Listener,
         session: Session,
     },
+    NotifierWs {
+        listener: NotifierListener,
+        session: NotifierSession,
+    },
 }
 
 impl std::fmt::Debug for LifecycleTransport {
@@ -44,7 +50,8 @@ impl std::fmt::Debug for LifecycleTransport {
 }
 
 impl LifecycleTransport {
-    /// Connects and starts receiving (RabbitMQ: the topology and the consumer). Messages
+    /// Connects and starts receiving (RabbitMQ: the topology and the consumer; the
+    /// notifier: the handshake and one subscription per trigger ref in scope). Messages
     /// that arrive before [`LifecycleTransport::run`] wait, so a snapshot taken after this
     /// misses nothing.
     pub async fn connect(
@@ -52,7 +59,7 @@ impl LifecycleTransport {
         table: RuleTable,
         api: ApiClient,
     ) -> anyhow::Result<LifecycleTransport> {
-        let feed = RuleFeed::new(table, std::sync::Arc::new(ApiRules::new(api)));
+        let feed = RuleFeed::new(table, std::sync::Arc::new(ApiRules::new(api.clone())));
         let inner = match config {
             TransportConfig::RabbitMq(config) => {
                 let session = lifecycle::connect(&config).await.with_context(|| {
@@ -66,6 +73,14 @@ impl LifecycleTransport {
                     session,
                 }
             }
+            TransportConfig::NotifierWs(config) => {
+                let origin = url_for_log(&config.url);
+                let listener = NotifierListener::new(config, feed, api);
+                let session = listener.connect().await.with_context(|| {
+                    format!("Failed to connect to the notifier WebSocket at {origin}")
+                })?;
+                Inner::NotifierWs { listener, session }
+            }
         };
         info!("Rule lifecycle listener initialized");
         Ok(LifecycleTransport { inner })
@@ -75,6 +90,7 @@ impl LifecycleTransport {
     pub fn kind(&self) -> &'static str {
         match &self.inner {
             Inner::RabbitMq { .. } => "rabbitmq",
+            Inner::NotifierWs { .. } => "notifier_ws",
         }
     }
 
@@ -82,6 +98,7 @@ impl LifecycleTransport {
     pub async fn resync(&self) -> anyhow::Result<SnapshotReport> {
         match &self.inner {
             Inner::RabbitMq { listener, .. } => listener.resync().await,
+            Inner::NotifierWs { listener, .. } => listener.resync().await,
         }
     }
 
@@ -91,6 +108,7 @@ impl LifecycleTransport {
             Inner::RabbitMq { listener, session } => {
                 session.close(&listener.config().consumer_tag).await
             }
+            Inner::NotifierWs { session, .. } => session.close().await,
         }
     }
 
@@ -99,6 +117,7 @@ impl LifecycleTransport {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         match self.inner {
             Inner::RabbitMq { listener, session } => listener.run(session, shutdown).await,
+            Inner::NotifierWs { listener, session } => listener.run(session, shutdown).await,
         }
     }
 }
