@@ -67,6 +67,10 @@ then, except for the ATTUNE_TIMER_* and ATTUNE_OUTBOX_* variables, which it may 
                                      once; more are refused with an error log (1-10000000).
   ATTUNE_OUTBOX_CONCURRENCY [outbox_concurrency]
                                      default: 8. Event requests in flight at once (1-256).
+  ATTUNE_RESYNC_INTERVAL_SECS [resync_interval_secs]
+                                     default: 300. How often the rules are re-synced from the
+                                     API's listing besides after every reconnect (0-86400;
+                                     0 turns it off).
 
 Local mode (--rules FILE) needs no API and no broker. It reads ATTUNE_SENSOR_REF (default:
 core.timer_sensor), ATTUNE_LOG_LEVEL, ATTUNE_LOG_FORMAT (default there: pretty) and

@@ -826,3 +826,35 @@ fn allowing_insecure_notifier_websockets() {
     );
     assert_eq!(err_env(&e), "invalid boolean value \"on\"");
 }
+
+#[test]
+fn periodic_resync_interval() {
+    let s = Settings::from_env(&full_env()).unwrap();
+    assert_eq!(s.resync_interval, Some(Duration::from_secs(300)));
+    let mut e = full_env();
+    e.insert("ATTUNE_RESYNC_INTERVAL_SECS".into(), "0".into());
+    assert_eq!(Settings::from_env(&e).unwrap().resync_interval, None);
+    e.insert("ATTUNE_RESYNC_INTERVAL_SECS".into(), " 60 ".into());
+    assert_eq!(
+        Settings::from_env(&e).unwrap().resync_interval,
+        Some(Duration::from_secs(60))
+    );
+    for bad in ["-1", "86401", "5m"] {
+        e.insert("ATTUNE_RESYNC_INTERVAL_SECS".into(), bad.into());
+        assert_eq!(
+            err_env(&e),
+            format!(
+                "Invalid ATTUNE_RESYNC_INTERVAL_SECS '{bad}': expected a whole number of seconds \
+                 from 0 (off) to 86400"
+            )
+        );
+    }
+    let text = json!({"api_url": "http://a", "api_token": "t", "sensor_ref": "s",
+                      "notifier_ws_url": "wss://n/ws", "resync_interval_secs": 0});
+    assert_eq!(
+        Settings::from_stdin_json(&text.to_string(), &env(&[]))
+            .unwrap()
+            .resync_interval,
+        None
+    );
+}

@@ -51,6 +51,7 @@ fn help_documents_every_setting() {
         "ATTUNE_NOTIFIER_WS_URL",
         "ATTUNE_ALLOW_INSECURE_NOTIFIER_WS",
         "ATTUNE__SENSOR__ALLOW_INSECURE_NOTIFIER_WS",
+        "ATTUNE_RESYNC_INTERVAL_SECS",
         "ATTUNE_LOG_LEVEL",
         "default: info",
         "ATTUNE_LOG_FORMAT",

@@ -188,6 +188,8 @@ fn refusal(error: &str) -> ErrorResponse {
     r
 }
 
+// The handshake callback's error type is tungstenite's (a whole HTTP response).
+#[allow(clippy::result_large_err)]
 async fn connection(
     stream: tokio::net::TcpStream,
     state: Arc<Mutex<NotifierState>>,
@@ -333,6 +335,16 @@ struct WsDaemon {
 
 impl WsDaemon {
     async fn start(api: &FakeApi, notifier: &FakeNotifier, token: &str) -> WsDaemon {
+        Self::start_with(api, notifier, token, &[]).await
+    }
+
+    /// With `extra` settings on top of the sensor manager's.
+    async fn start_with(
+        api: &FakeApi,
+        notifier: &FakeNotifier,
+        token: &str,
+        extra: &[(&str, &str)],
+    ) -> WsDaemon {
         // Exactly what V6's sensor manager passes (docs/platform.md §0.1), and where the
         // compiled component is cached (the process environment's XDG_CACHE_HOME).
         let env: HashMap<String, String> = [
@@ -350,6 +362,7 @@ impl WsDaemon {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
+        .chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
         .collect();
         let settings = Settings::from_env(&env).expect("V6 settings");
         assert_eq!(settings.transport(), Transport::NotifierWs);
@@ -666,5 +679,33 @@ async fn fetches_a_rule_announced_in_compact_form() {
     api.update_rule(5, None, Some(false));
     notifier.lifecycle("rule.enabled", 5, "core.crontimer", true, None);
     assert!(eventually(WAIT, || !clock.contains(5)).await);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn periodic_resync_repairs_a_lost_notification() {
+    let (logs, _guard) = LogCapture::start("info");
+    let api = FakeApi::start(FakeOptions::default());
+    api.add_rule(1, "core.intervaltimer", every(60), true);
+    let notifier = FakeNotifier::start().await;
+    let d = WsDaemon::start_with(
+        &api,
+        &notifier,
+        &token(),
+        &[("ATTUNE_RESYNC_INTERVAL_SECS", "1")],
+    )
+    .await;
+    let clock = d.clock.clone();
+    // Changes the notifier never announces: the next periodic re-sync applies them.
+    api.add_rule(2, "core.intervaltimer", every(30), true);
+    api.remove_rule(1);
+    assert!(eventually(WAIT, || clock.contains(2) && !clock.contains(1)).await);
+    assert!(
+        eventually(WAIT, || logs
+            .text()
+            .contains("Periodic re-sync: 2 rules corrected"))
+        .await
+    );
+    assert_eq!(notifier.accepted(), 1, "without a reconnect");
     d.stop().await;
 }

@@ -34,6 +34,9 @@ use crate::support::redact::{json_error_detail, url_for_log, Detail};
 /// The default exchange name (the platform's sensor default; its API publishes to
 /// `attune.events`, which the sensor manager passes in `ATTUNE_MQ_EXCHANGE`).
 pub const DEFAULT_MQ_EXCHANGE: &str = "attune";
+/// How often the rule table is re-synced from the REST listing by default, besides after
+/// every reconnect (docs/platform.md §1.3(d)).
+pub const DEFAULT_RESYNC_INTERVAL: Duration = Duration::from_secs(300);
 /// The default log level directive.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 /// `ATTUNE_TIMER_CACHE_DIR` values that turn the compiled-component cache off.
@@ -213,6 +216,10 @@ pub struct Settings {
     /// Event requests in flight at once (`ATTUNE_OUTBOX_CONCURRENCY`; default
     /// [`OutboxOptions::default`]'s, 8).
     pub outbox_concurrency: usize,
+    /// How often the whole rule table is re-synced from the REST listing besides after
+    /// every reconnect (`ATTUNE_RESYNC_INTERVAL_SECS`; default [`DEFAULT_RESYNC_INTERVAL`];
+    /// `0` → `None`, off).
+    pub resync_interval: Option<Duration>,
     pub source: ConfigSource,
 }
 
@@ -240,6 +247,7 @@ impl fmt::Debug for Settings {
             .field("cache_dir", &self.cache_dir)
             .field("outbox_capacity", &self.outbox_capacity)
             .field("outbox_concurrency", &self.outbox_concurrency)
+            .field("resync_interval", &self.resync_interval)
             .field("source", &self.source)
             .finish()
     }
@@ -339,6 +347,7 @@ struct Raw {
     cache_dir: Option<String>,
     outbox_capacity: Option<String>,
     outbox_concurrency: Option<String>,
+    resync_interval_secs: Option<String>,
 }
 
 /// The JSON object read by `--stdin-config`. Unknown keys are ignored.
@@ -378,6 +387,9 @@ struct StdinConfig {
     outbox_capacity: Option<Value>,
     #[serde(default)]
     outbox_concurrency: Option<Value>,
+    /// Optional override of `ATTUNE_RESYNC_INTERVAL_SECS`.
+    #[serde(default)]
+    resync_interval_secs: Option<Value>,
 }
 
 fn non_blank(v: Option<String>) -> Option<String> {
@@ -507,6 +519,9 @@ impl Settings {
         if let Some(v) = parsed.outbox_concurrency.and_then(json_scalar_text) {
             raw.outbox_concurrency = Some(v);
         }
+        if let Some(v) = parsed.resync_interval_secs.and_then(json_scalar_text) {
+            raw.resync_interval_secs = Some(v);
+        }
         build(raw, env, cli, ConfigSource::Stdin)
     }
 
@@ -609,6 +624,7 @@ fn read_limit_vars(env: &dyn Env, raw: &mut Raw) {
     raw.cache_dir = env.var("ATTUNE_TIMER_CACHE_DIR");
     raw.outbox_capacity = non_blank(env.var("ATTUNE_OUTBOX_CAPACITY"));
     raw.outbox_concurrency = non_blank(env.var("ATTUNE_OUTBOX_CONCURRENCY"));
+    raw.resync_interval_secs = non_blank(env.var("ATTUNE_RESYNC_INTERVAL_SECS"));
 }
 
 /// Checks that `directive` is a valid tracing EnvFilter directive and builds the filter.
@@ -692,6 +708,19 @@ fn build(
     };
     let limits = parse_limits(&raw)?;
     let (outbox_capacity, outbox_concurrency) = parse_outbox(&raw)?;
+    let resync_interval = match &raw.resync_interval_secs {
+        None => Some(DEFAULT_RESYNC_INTERVAL),
+        Some(v) => match parse_bounded(
+            "ATTUNE_RESYNC_INTERVAL_SECS",
+            v,
+            0,
+            86_400,
+            "expected a whole number of seconds from 0 (off) to 86400",
+        )? {
+            0 => None,
+            secs => Some(Duration::from_secs(secs)),
+        },
+    };
     let cache_dir = cache_dir(raw.cache_dir.as_deref(), env);
 
     Ok(Settings {
@@ -710,6 +739,7 @@ fn build(
         cache_dir,
         outbox_capacity,
         outbox_concurrency,
+        resync_interval,
         source,
     })
 }
@@ -840,6 +870,7 @@ pub fn log_settings(settings: &Settings) {
         log_format = settings.log_format.as_str(),
         outbox_capacity = settings.outbox_capacity,
         outbox_concurrency = settings.outbox_concurrency,
+        resync_interval_secs = settings.resync_interval.map_or(0, |d| d.as_secs()),
         "Configuration loaded"
     );
     tracing::info!(

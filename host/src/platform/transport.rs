@@ -6,9 +6,10 @@
 //! one it is.
 
 use std::future::Future;
+use std::time::Duration;
 
 use anyhow::Context;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::api::{ApiClient, ApiRules};
 use super::feed::RuleFeed;
@@ -28,16 +29,18 @@ pub enum TransportConfig {
 /// [`LifecycleTransport::resync`], then run by [`LifecycleTransport::run`].
 pub struct LifecycleTransport {
     inner: Inner,
+    feed: RuleFeed,
+    resync_every: Option<Duration>,
 }
 
 enum Inner {
     RabbitMq {
-        listener: Listener,
-        session: Session,
+        listener: Box<Listener>,
+        session: Box<Session>,
     },
     NotifierWs {
-        listener: NotifierListener,
-        session: NotifierSession,
+        listener: Box<NotifierListener>,
+        session: Box<NotifierSession>,
     },
 }
 
@@ -60,6 +63,7 @@ impl LifecycleTransport {
         api: ApiClient,
     ) -> anyhow::Result<LifecycleTransport> {
         let feed = RuleFeed::new(table, std::sync::Arc::new(ApiRules::new(api.clone())));
+        let kept = feed.clone();
         let inner = match config {
             TransportConfig::RabbitMq(config) => {
                 let session = lifecycle::connect(&config).await.with_context(|| {
@@ -69,8 +73,8 @@ impl LifecycleTransport {
                     )
                 })?;
                 Inner::RabbitMq {
-                    listener: Listener::with_feed(config, feed),
-                    session,
+                    listener: Box::new(Listener::with_feed(config, feed)),
+                    session: Box::new(session),
                 }
             }
             TransportConfig::NotifierWs(config) => {
@@ -79,11 +83,26 @@ impl LifecycleTransport {
                 let session = listener.connect().await.with_context(|| {
                     format!("Failed to connect to the notifier WebSocket at {origin}")
                 })?;
-                Inner::NotifierWs { listener, session }
+                Inner::NotifierWs {
+                    listener: Box::new(listener),
+                    session: Box::new(session),
+                }
             }
         };
         info!("Rule lifecycle listener initialized");
-        Ok(LifecycleTransport { inner })
+        Ok(LifecycleTransport {
+            inner,
+            feed: kept,
+            resync_every: None,
+        })
+    }
+
+    /// Also re-syncs the whole rule table from the REST listing every `every` while it runs
+    /// (`None`: only after a reconnect). Each periodic re-sync is applied as a snapshot, as
+    /// after a reconnect, and logs how many rules it corrected.
+    pub fn with_periodic_resync(mut self, every: Option<Duration>) -> Self {
+        self.resync_every = every.filter(|d| !d.is_zero());
+        self
     }
 
     /// `rabbitmq` or `notifier_ws`.
@@ -106,18 +125,62 @@ impl LifecycleTransport {
     pub async fn close(self) {
         match self.inner {
             Inner::RabbitMq { listener, session } => {
-                session.close(&listener.config().consumer_tag).await
+                (*session).close(&listener.config().consumer_tag).await
             }
-            Inner::NotifierWs { session, .. } => session.close().await,
+            Inner::NotifierWs { session, .. } => (*session).close().await,
         }
     }
 
     /// Receives rule changes until `shutdown` resolves, reconnecting (with backoff, then a
     /// re-sync) whenever the connection is lost; closes the connection on shutdown.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        match self.inner {
-            Inner::RabbitMq { listener, session } => listener.run(session, shutdown).await,
-            Inner::NotifierWs { listener, session } => listener.run(session, shutdown).await,
+        let periodic = periodic_resync(self.feed, self.resync_every);
+        let inner = self.inner;
+        let listen = async move {
+            match inner {
+                Inner::RabbitMq { listener, session } => listener.run(*session, shutdown).await,
+                Inner::NotifierWs { listener, session } => listener.run(*session, shutdown).await,
+            }
+        };
+        // The listener returns on shutdown; the periodic re-sync never ends on its own and is
+        // dropped then (a re-sync cut short leaves the table consistent: it holds its lock
+        // per change).
+        tokio::select! {
+            _ = listen => {}
+            _ = periodic => {}
+        }
+    }
+}
+
+/// Re-syncs from the REST listing every `every` (never when `None`), counting what each
+/// re-sync corrected: rules started, replaced or stopped because a lifecycle message was
+/// missed. A failed re-sync is logged and tried again at the next tick.
+async fn periodic_resync(feed: RuleFeed, every: Option<Duration>) {
+    let Some(every) = every else {
+        return std::future::pending().await;
+    };
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut resyncs: u64 = 0;
+    loop {
+        ticks.tick().await;
+        resyncs += 1;
+        match feed.resync().await {
+            Ok(report) => {
+                let corrected = report.started + report.replaced + report.stopped;
+                info!(
+                    resync = resyncs,
+                    corrected,
+                    started = report.started,
+                    replaced = report.replaced,
+                    stopped = report.stopped,
+                    "Periodic re-sync: {corrected} rules corrected"
+                );
+            }
+            Err(e) => warn!(
+                resync = resyncs,
+                "Periodic re-sync from the API failed ({e:#}); trying again in {every:?}"
+            ),
         }
     }
 }
