@@ -71,6 +71,13 @@ then, except for the ATTUNE_TIMER_* and ATTUNE_OUTBOX_* variables, which it may 
                                      default: 300. How often the rules are re-synced from the
                                      API's listing besides after every reconnect (0-86400;
                                      0 turns it off).
+  ATTUNE_MAX_MESSAGE_BYTES [max_message_bytes]
+                                     default: 1048576. Largest rule lifecycle message (broker
+                                     message or WebSocket frame) read; larger ones are refused
+                                     with a log line giving size and kind (1024-67108864).
+  ATTUNE_MAX_RULE_PARAMS_BYTES [max_rule_params_bytes]
+                                     default: 65536. Largest trigger_params of one rule; a
+                                     larger rule is refused and does not run (64-16777216).
 
 Local mode (--rules FILE) needs no API and no broker. It reads ATTUNE_SENSOR_REF (default:
 core.timer_sensor), ATTUNE_LOG_LEVEL, ATTUNE_LOG_FORMAT (default there: pretty) and

@@ -858,3 +858,41 @@ fn periodic_resync_interval() {
         None
     );
 }
+
+#[test]
+fn input_limits() {
+    use attune_timer::platform::feed::InputLimits;
+    let s = Settings::from_env(&full_env()).unwrap();
+    assert_eq!(s.input_limits, InputLimits::default());
+    assert_eq!(s.input_limits.max_message_bytes, 1 << 20);
+    assert_eq!(s.input_limits.max_params_bytes, 64 << 10);
+    let mut e = full_env();
+    e.insert("ATTUNE_MAX_MESSAGE_BYTES".into(), "4096".into());
+    e.insert("ATTUNE_MAX_RULE_PARAMS_BYTES".into(), "1024".into());
+    let s = Settings::from_env(&e).unwrap();
+    assert_eq!(s.input_limits.max_message_bytes, 4096);
+    assert_eq!(s.input_limits.max_params_bytes, 1024);
+    e.insert("ATTUNE_MAX_MESSAGE_BYTES".into(), "100".into());
+    assert_eq!(
+        err_env(&e),
+        "Invalid ATTUNE_MAX_MESSAGE_BYTES '100': expected a whole number of bytes from 1024 to 67108864"
+    );
+    e.insert("ATTUNE_MAX_MESSAGE_BYTES".into(), "4096".into());
+    e.insert("ATTUNE_MAX_RULE_PARAMS_BYTES".into(), "16777217".into());
+    assert_eq!(
+        err_env(&e),
+        "Invalid ATTUNE_MAX_RULE_PARAMS_BYTES '16777217': expected a whole number of bytes from 64 to 16777216"
+    );
+    // A long or odd bad value is quoted as a short escaped excerpt only.
+    e.insert(
+        "ATTUNE_MAX_RULE_PARAMS_BYTES".into(),
+        format!("\"{}", "9".repeat(500)),
+    );
+    let msg = err_env(&e);
+    assert!(
+        msg.starts_with("Invalid ATTUNE_MAX_RULE_PARAMS_BYTES '\\\"999"),
+        "{msg}"
+    );
+    assert!(msg.contains("…'"), "{msg}");
+    assert!(msg.len() < 200, "{msg}");
+}

@@ -52,6 +52,8 @@ fn help_documents_every_setting() {
         "ATTUNE_ALLOW_INSECURE_NOTIFIER_WS",
         "ATTUNE__SENSOR__ALLOW_INSECURE_NOTIFIER_WS",
         "ATTUNE_RESYNC_INTERVAL_SECS",
+        "ATTUNE_MAX_MESSAGE_BYTES",
+        "ATTUNE_MAX_RULE_PARAMS_BYTES",
         "ATTUNE_LOG_LEVEL",
         "default: info",
         "ATTUNE_LOG_FORMAT",

@@ -709,3 +709,86 @@ async fn periodic_resync_repairs_a_lost_notification() {
     assert_eq!(notifier.accepted(), 1, "without a reconnect");
     d.stop().await;
 }
+
+#[tokio::test]
+async fn bounded_input_over_the_websocket() {
+    let (logs, _guard) = LogCapture::start("info");
+    let api = FakeApi::start(FakeOptions::default());
+    let mut big = every(60);
+    big["note"] = json!(format!("hush-{}", "y".repeat(400)));
+    api.add_rule(1, "core.intervaltimer", every(60), true);
+    api.add_rule(2, "core.intervaltimer", big.clone(), true);
+    let notifier = FakeNotifier::start().await;
+    let d = WsDaemon::start_with(
+        &api,
+        &notifier,
+        &token(),
+        &[
+            ("ATTUNE_MAX_MESSAGE_BYTES", "2048"),
+            ("ATTUNE_MAX_RULE_PARAMS_BYTES", "256"),
+        ],
+    )
+    .await;
+    let clock = d.clock.clone();
+    assert!(
+        clock.contains(1) && !clock.contains(2),
+        "listed params over the cap: refused"
+    );
+    assert!(
+        eventually(WAIT, || notifier
+            .subscriptions()
+            .first()
+            .is_some_and(|s| s.len() == 4))
+        .await
+    );
+
+    let frame = |event: &str, id: i64, trigger_ref: &str, params: Value| {
+        json!({"type": "notification", "notification_type": "rule_lifecycle_changed",
+               "payload": {"event_type": event, "rule_id": id, "rule_ref": "r", "active": true,
+                           "trigger_ref": trigger_ref, "trigger_params": params}})
+        .to_string()
+    };
+    // An oversize frame, a rule id that is not positive, a spaced trigger ref.
+    notifier.send(Cmd::Text(frame(
+        "rule.created",
+        5,
+        "core.intervaltimer",
+        json!({"interval": 5, "pad": format!("secret-{}", "x".repeat(3000))}),
+    )));
+    notifier.send(Cmd::Text(frame(
+        "rule.created",
+        0,
+        "core.intervaltimer",
+        every(60),
+    )));
+    notifier.send(Cmd::Text(frame(
+        "rule.created",
+        6,
+        "core.intervaltimer ",
+        every(60),
+    )));
+    // Params over the cap stop what ran under that id: nothing of the rule is kept.
+    notifier.lifecycle("rule.enabled", 1, "core.intervaltimer", true, Some(big));
+    notifier.lifecycle(
+        "rule.created",
+        7,
+        "core.intervaltimer",
+        true,
+        Some(every(60)),
+    );
+    assert!(eventually(WAIT, || clock.contains(7) && !clock.contains(1)).await);
+    assert!(!clock.contains(5) && !clock.contains(6) && !clock.contains(0));
+    assert_eq!(notifier.accepted(), 1, "refusals never end the session");
+
+    let text = logs.text();
+    assert!(
+        text.contains("Refusing an oversize rule lifecycle message (notifier frame"),
+        "{text}"
+    );
+    assert!(text.contains("Refusing listed rule 2"), "{text}");
+    assert!(text.contains("Refusing rule.enabled for rule 1"), "{text}");
+    assert!(text.contains("rule ids are positive"), "{text}");
+    assert!(text.contains("has surrounding spaces"), "{text}");
+    assert!(!text.contains("secret-") && !text.contains("hush-"));
+    d.stop().await;
+}

@@ -28,8 +28,9 @@ use serde_json::Value;
 use tracing_subscriber::EnvFilter;
 
 use crate::component::{CompileCache, Limits};
+use crate::platform::feed::InputLimits;
 use crate::platform::outbox::OutboxOptions;
-use crate::support::redact::{json_error_detail, url_for_log, Detail};
+use crate::support::redact::{excerpt, json_error_detail, url_for_log, Detail};
 
 /// The default exchange name (the platform's sensor default; its API publishes to
 /// `attune.events`, which the sensor manager passes in `ATTUNE_MQ_EXCHANGE`).
@@ -80,7 +81,7 @@ impl LogFormat {
         match value.trim().to_ascii_lowercase().as_str() {
             "json" => Ok(LogFormat::Json),
             "pretty" => Ok(LogFormat::Pretty),
-            _ => Err(ConfigError::LogFormat(value.to_string())),
+            _ => Err(ConfigError::LogFormat(excerpt(value, 64))),
         }
     }
 
@@ -220,6 +221,9 @@ pub struct Settings {
     /// every reconnect (`ATTUNE_RESYNC_INTERVAL_SECS`; default [`DEFAULT_RESYNC_INTERVAL`];
     /// `0` → `None`, off).
     pub resync_interval: Option<Duration>,
+    /// The largest lifecycle message (`ATTUNE_MAX_MESSAGE_BYTES`) and rule params
+    /// (`ATTUNE_MAX_RULE_PARAMS_BYTES`) accepted; defaults [`InputLimits::default`].
+    pub input_limits: InputLimits,
     pub source: ConfigSource,
 }
 
@@ -248,6 +252,7 @@ impl fmt::Debug for Settings {
             .field("outbox_capacity", &self.outbox_capacity)
             .field("outbox_concurrency", &self.outbox_concurrency)
             .field("resync_interval", &self.resync_interval)
+            .field("input_limits", &self.input_limits)
             .field("source", &self.source)
             .finish()
     }
@@ -348,6 +353,8 @@ struct Raw {
     outbox_capacity: Option<String>,
     outbox_concurrency: Option<String>,
     resync_interval_secs: Option<String>,
+    max_message_bytes: Option<String>,
+    max_rule_params_bytes: Option<String>,
 }
 
 /// The JSON object read by `--stdin-config`. Unknown keys are ignored.
@@ -390,6 +397,11 @@ struct StdinConfig {
     /// Optional override of `ATTUNE_RESYNC_INTERVAL_SECS`.
     #[serde(default)]
     resync_interval_secs: Option<Value>,
+    /// Optional overrides of `ATTUNE_MAX_MESSAGE_BYTES` and `ATTUNE_MAX_RULE_PARAMS_BYTES`.
+    #[serde(default)]
+    max_message_bytes: Option<Value>,
+    #[serde(default)]
+    max_rule_params_bytes: Option<Value>,
 }
 
 fn non_blank(v: Option<String>) -> Option<String> {
@@ -522,6 +534,12 @@ impl Settings {
         if let Some(v) = parsed.resync_interval_secs.and_then(json_scalar_text) {
             raw.resync_interval_secs = Some(v);
         }
+        if let Some(v) = parsed.max_message_bytes.and_then(json_scalar_text) {
+            raw.max_message_bytes = Some(v);
+        }
+        if let Some(v) = parsed.max_rule_params_bytes.and_then(json_scalar_text) {
+            raw.max_rule_params_bytes = Some(v);
+        }
         build(raw, env, cli, ConfigSource::Stdin)
     }
 
@@ -575,7 +593,7 @@ fn choose_transport(
 fn parse_bool(value: &str) -> Result<bool, ConfigError> {
     value
         .parse::<bool>()
-        .map_err(|_| ConfigError::InvalidBool(value.to_string()))
+        .map_err(|_| ConfigError::InvalidBool(excerpt(value, 64)))
 }
 
 /// The sixth generation's checks of `notifier_ws_url` (docs/platform.md §1.1.5), in its
@@ -625,6 +643,8 @@ fn read_limit_vars(env: &dyn Env, raw: &mut Raw) {
     raw.outbox_capacity = non_blank(env.var("ATTUNE_OUTBOX_CAPACITY"));
     raw.outbox_concurrency = non_blank(env.var("ATTUNE_OUTBOX_CONCURRENCY"));
     raw.resync_interval_secs = non_blank(env.var("ATTUNE_RESYNC_INTERVAL_SECS"));
+    raw.max_message_bytes = non_blank(env.var("ATTUNE_MAX_MESSAGE_BYTES"));
+    raw.max_rule_params_bytes = non_blank(env.var("ATTUNE_MAX_RULE_PARAMS_BYTES"));
 }
 
 /// Checks that `directive` is a valid tracing EnvFilter directive and builds the filter.
@@ -708,6 +728,25 @@ fn build(
     };
     let limits = parse_limits(&raw)?;
     let (outbox_capacity, outbox_concurrency) = parse_outbox(&raw)?;
+    let mut input_limits = InputLimits::default();
+    if let Some(v) = &raw.max_message_bytes {
+        input_limits.max_message_bytes = parse_bounded(
+            "ATTUNE_MAX_MESSAGE_BYTES",
+            v,
+            1024,
+            64 << 20,
+            "expected a whole number of bytes from 1024 to 67108864",
+        )? as usize;
+    }
+    if let Some(v) = &raw.max_rule_params_bytes {
+        input_limits.max_params_bytes = parse_bounded(
+            "ATTUNE_MAX_RULE_PARAMS_BYTES",
+            v,
+            64,
+            16 << 20,
+            "expected a whole number of bytes from 64 to 16777216",
+        )? as usize;
+    }
     let resync_interval = match &raw.resync_interval_secs {
         None => Some(DEFAULT_RESYNC_INTERVAL),
         Some(v) => match parse_bounded(
@@ -740,6 +779,7 @@ fn build(
         outbox_capacity,
         outbox_concurrency,
         resync_interval,
+        input_limits,
         source,
     })
 }
@@ -787,7 +827,7 @@ fn parse_bounded(
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(ConfigError::Setting {
             var,
-            value: value.to_string(),
+            value: excerpt(value, 64),
             expected,
         }),
     }

@@ -207,9 +207,10 @@ impl Daemon {
                 &settings.sensor_ref,
             )),
         };
-        let transport = LifecycleTransport::connect(config, table.clone(), api)
-            .await?
-            .with_periodic_resync(settings.resync_interval);
+        let transport =
+            LifecycleTransport::connect(config, table.clone(), api, settings.input_limits)
+                .await?
+                .with_periodic_resync(settings.resync_interval);
 
         if let Err(e) = transport.resync().await {
             transport.close().await;

@@ -14,6 +14,30 @@ use tracing::{debug, error, info, warn};
 use crate::component::Rule;
 use crate::schedule::{RuleSource, RuleTable, SnapshotReport};
 use crate::support::backoff::{Backoff, BackoffPolicy};
+use crate::support::redact::excerpt;
+
+/// Bounds on what a transport or the rules listing may hand in. A message over
+/// `max_message_bytes` is refused unread; a rule whose `trigger_params` serialize to more
+/// than `max_params_bytes` is refused, and nothing of it is kept but its id in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputLimits {
+    /// The largest lifecycle message (a broker delivery, a WebSocket text frame).
+    pub max_message_bytes: usize,
+    /// The largest `trigger_params` of one rule, serialized as compact JSON.
+    pub max_params_bytes: usize,
+}
+
+impl Default for InputLimits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 1 << 20,
+            max_params_bytes: 64 << 10,
+        }
+    }
+}
+
+/// How much of an offending value a log line quotes.
+const EXCERPT_CHARS: usize = 64;
 
 /// Reconnect delays: 1 s doubling to 30 s (no jitter: one sensor, one broker), and a
 /// session that lasted `healthy_after` (30 s) starts them over.
@@ -102,11 +126,87 @@ pub struct LifecycleMessage {
 pub struct RuleFeed {
     table: RuleTable,
     source: Arc<dyn RuleSource>,
+    limits: InputLimits,
 }
 
 impl RuleFeed {
     pub fn new(table: RuleTable, source: Arc<dyn RuleSource>) -> Self {
-        Self { table, source }
+        Self {
+            table,
+            source,
+            limits: InputLimits::default(),
+        }
+    }
+
+    pub fn with_limits(mut self, limits: InputLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Whether a message of `bytes` may be read at all; a refusal is logged with its size
+    /// and kind, never its content.
+    pub fn admit_message(&self, bytes: usize, kind: &'static str) -> bool {
+        if bytes <= self.limits.max_message_bytes {
+            return true;
+        }
+        warn!(
+            message_bytes = bytes,
+            limit_bytes = self.limits.max_message_bytes,
+            message_kind = kind,
+            "Refusing an oversize rule lifecycle message ({kind}, {bytes} bytes, over the \
+             {}-byte limit ATTUNE_MAX_MESSAGE_BYTES)",
+            self.limits.max_message_bytes
+        );
+        false
+    }
+
+    /// Why a rule may not be applied at all: a rule id that is not positive, a trigger ref
+    /// with surrounding spaces (refused rather than trimmed: the platform would not match
+    /// it either), params over the size limit. The reason quotes at most a short escaped
+    /// excerpt of the trigger ref, and nothing of the params.
+    fn refusal(&self, rule: &Rule) -> Option<String> {
+        if rule.id <= 0 {
+            return Some(format!("rule ids are positive, got {}", rule.id));
+        }
+        if let Some(t) = &rule.trigger_ref {
+            if t.trim() != t {
+                return Some(format!(
+                    "its trigger ref \"{}\" has surrounding spaces",
+                    excerpt(t, EXCERPT_CHARS)
+                ));
+            }
+        }
+        let bytes = serde_json::to_vec(&rule.trigger_params).map_or(0, |v| v.len());
+        if bytes > self.limits.max_params_bytes {
+            return Some(format!(
+                "its trigger_params are {bytes} bytes, over the {}-byte limit \
+                 (ATTUNE_MAX_RULE_PARAMS_BYTES)",
+                self.limits.max_params_bytes
+            ));
+        }
+        None
+    }
+
+    /// Applies `rule` unless it is refused; a refused rule is logged and anything running
+    /// under its id stops.
+    async fn upsert_checked(&self, rule: Rule, what: &str) {
+        match self.refusal(&rule) {
+            None => {
+                self.table.upsert(rule).await;
+            }
+            Some(why) => {
+                warn!(
+                    rule_id = rule.id,
+                    "Refusing {what} for rule {}: {why}", rule.id
+                );
+                let id = rule.id;
+                // Only the id is kept (in the log line above); nothing runs under it.
+                drop(rule);
+                if id > 0 {
+                    self.table.remove(id).await;
+                }
+            }
+        }
     }
 
     pub fn table(&self) -> &RuleTable {
@@ -117,9 +217,24 @@ impl RuleFeed {
     pub async fn resync(&self) -> anyhow::Result<SnapshotReport> {
         let rules = self.source.active_rules(self.table.scope()).await?;
         let listed = rules.len();
+        let rules: Vec<Rule> = rules
+            .into_iter()
+            .filter(|rule| match self.refusal(rule) {
+                None => true,
+                Some(why) => {
+                    warn!(
+                        rule_id = rule.id,
+                        "Refusing listed rule {}: {why}; it does not run", rule.id
+                    );
+                    false
+                }
+            })
+            .collect();
+        let refused = listed - rules.len();
         let report = self.table.apply_snapshot(rules).await;
         info!(
             listed,
+            refused,
             started = report.started,
             replaced = report.replaced,
             kept = report.kept,
@@ -143,6 +258,24 @@ impl RuleFeed {
             trigger_params,
             enabled,
         } = message;
+        if rule_id <= 0 {
+            warn!(
+                rule_id,
+                "Refusing {} for rule {rule_id}: rule ids are positive",
+                kind.as_str()
+            );
+            return;
+        }
+        if let Some(tr) = trigger_ref.as_deref().filter(|t| t.trim() != *t) {
+            warn!(
+                rule_id,
+                "Refusing {} for rule {rule_id}: its trigger ref \"{}\" has surrounding spaces",
+                kind.as_str(),
+                excerpt(tr, EXCERPT_CHARS)
+            );
+            self.table.remove(rule_id).await;
+            return;
+        }
         if let Some(tr) = &trigger_ref {
             if !self.table.in_scope(tr) {
                 debug!(
@@ -167,14 +300,13 @@ impl RuleFeed {
             }
             LifecycleKind::Created | LifecycleKind::Enabled => match trigger_params {
                 Some(params) => {
-                    self.table
-                        .upsert(Rule {
-                            id: rule_id,
-                            r#ref: rule_ref,
-                            trigger_ref,
-                            trigger_params: params,
-                        })
-                        .await;
+                    let rule = Rule {
+                        id: rule_id,
+                        r#ref: rule_ref,
+                        trigger_ref,
+                        trigger_params: params,
+                    };
+                    self.upsert_checked(rule, kind.as_str()).await;
                 }
                 None => self.refetch(rule_id, trigger_ref).await,
             },
@@ -198,9 +330,7 @@ impl RuleFeed {
         };
         match self.source.active_rules(&refs).await {
             Ok(rules) => match rules.into_iter().find(|r| r.id == rule_id) {
-                Some(rule) => {
-                    self.table.upsert(rule).await;
-                }
+                Some(rule) => self.upsert_checked(rule, "the fetched rule").await,
                 None => {
                     info!(
                         rule_id,

@@ -34,7 +34,7 @@ use super::feed::RuleFeed;
 pub use super::feed::{LifecycleKind, LifecycleMessage, ReconnectPolicy};
 use crate::schedule::{RuleSource, RuleTable, SnapshotReport};
 use crate::support::backoff::Backoff;
-use crate::support::redact::url_for_log;
+use crate::support::redact::{excerpt, url_for_log};
 
 /// How long connecting and setting up the topology may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -124,13 +124,8 @@ pub fn parse_message(body: &[u8]) -> Result<LifecycleMessage, MessageError> {
     } else {
         return Err(MessageError::NoType);
     };
-    let kind = LifecycleKind::parse(type_name).ok_or_else(|| {
-        let mut shown: String = type_name.chars().take(64).collect();
-        if shown.len() < type_name.len() {
-            shown.push('…');
-        }
-        MessageError::Unhandled(shown)
-    })?;
+    let kind = LifecycleKind::parse(type_name)
+        .ok_or_else(|| MessageError::Unhandled(excerpt(type_name, 64)))?;
     let rule_id = fields
         .get("rule_id")
         .and_then(Value::as_i64)
@@ -149,7 +144,15 @@ pub fn parse_message(body: &[u8]) -> Result<LifecycleMessage, MessageError> {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
     };
-    let trigger_ref = text(fields, "trigger_ref").or_else(|| text(fields, "trigger_type"));
+    // Not trimmed: a ref with surrounding spaces is refused by the feed, clearly.
+    let untrimmed = |map: &Map<String, Value>, key: &str| {
+        map.get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.trim().is_empty())
+            .map(str::to_string)
+    };
+    let trigger_ref =
+        untrimmed(fields, "trigger_ref").or_else(|| untrimmed(fields, "trigger_type"));
     let trigger_params = fields
         .get("trigger_params")
         .filter(|p| !p.is_null())
@@ -427,6 +430,9 @@ impl Listener {
 
     /// Handles one delivery body. Never fails: problems are logged and the message dropped.
     pub async fn handle(&self, body: &[u8]) {
+        if !self.feed.admit_message(body.len(), "broker message") {
+            return;
+        }
         match parse_message(body) {
             Ok(message) => self.feed.apply(message).await,
             Err(MessageError::Unhandled(kind)) => debug!("Ignoring a `{kind}` message"),

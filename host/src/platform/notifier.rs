@@ -163,7 +163,8 @@ pub fn parse_notification(
         .and_then(Value::as_i64)
         .ok_or(FrameError::BadField("rule_id", "an integer"))?;
     let rule_ref = text("rule_ref")?.trim().to_string();
-    let trigger_ref = text("trigger_ref")?.trim().to_string();
+    // Not trimmed: a ref with surrounding spaces is refused by the feed, clearly.
+    let trigger_ref = text("trigger_ref")?.to_string();
     let Some(kind) = LifecycleKind::parse(event_type) else {
         return Ok(None);
     };
@@ -171,7 +172,7 @@ pub fn parse_notification(
         kind,
         rule_id,
         rule_ref,
-        trigger_ref: (!trigger_ref.is_empty()).then_some(trigger_ref),
+        trigger_ref: (!trigger_ref.trim().is_empty()).then_some(trigger_ref),
         trigger_params: payload
             .get("trigger_params")
             .filter(|p| !p.is_null())
@@ -197,6 +198,7 @@ pub struct NotifierListener {
 }
 
 impl NotifierListener {
+    /// The listener; `feed` carries the input limits (docs/platform.md §1.5).
     pub fn new(config: NotifierConfig, feed: RuleFeed, api: ApiClient) -> Self {
         Self { config, feed, api }
     }
@@ -461,6 +463,9 @@ impl NotifierListener {
 
     /// Handles one text frame (§1.5). Public for tests of the frame rules.
     async fn handle_text(&self, text: &str) -> Flow {
+        if !self.feed.admit_message(text.len(), "notifier frame") {
+            return Flow::Continue;
+        }
         let frame = match serde_json::from_str::<Value>(text) {
             Ok(Value::Object(frame)) => frame,
             Ok(_) => return self.skip_malformed(text, FrameError::NotAnObject, "unknown"),

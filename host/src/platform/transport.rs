@@ -12,7 +12,7 @@ use anyhow::Context;
 use tracing::{info, warn};
 
 use super::api::{ApiClient, ApiRules};
-use super::feed::RuleFeed;
+use super::feed::{InputLimits, RuleFeed};
 use super::lifecycle::{self, Listener, ListenerConfig, Session};
 use super::notifier::{NotifierConfig, NotifierListener, NotifierSession};
 use crate::schedule::{RuleTable, SnapshotReport};
@@ -61,8 +61,10 @@ impl LifecycleTransport {
         config: TransportConfig,
         table: RuleTable,
         api: ApiClient,
+        limits: InputLimits,
     ) -> anyhow::Result<LifecycleTransport> {
-        let feed = RuleFeed::new(table, std::sync::Arc::new(ApiRules::new(api.clone())));
+        let feed = RuleFeed::new(table, std::sync::Arc::new(ApiRules::new(api.clone())))
+            .with_limits(limits);
         let kept = feed.clone();
         let inner = match config {
             TransportConfig::RabbitMq(config) => {
