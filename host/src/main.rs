@@ -30,9 +30,18 @@ then, except for the ATTUNE_TIMER_* and ATTUNE_OUTBOX_* variables, which it may 
                                      metadata.trigger_types limit the trigger refs served.
   ATTUNE_SENSOR_REF [sensor_ref]     required. The sensor's ref, e.g. core.timer_sensor. The
                                      broker queue is sensor.<ref>; payloads carry it.
-  ATTUNE_MQ_URL [mq_url]             required. RabbitMQ URL (amqp:// or amqps://).
-  ATTUNE_MQ_EXCHANGE [mq_exchange]   default: attune. The topic exchange of rule lifecycle
-                                     messages (the Attune API publishes to attune.events).
+  Rule changes come over exactly one transport: set ATTUNE_NOTIFIER_WS_URL (platform V4
+  and later) or ATTUNE_MQ_URL (V1-V3), not both; neither, or both, is refused.
+  ATTUNE_NOTIFIER_WS_URL [notifier_ws_url]
+                                     the notifier WebSocket URL (wss://, or ws:// to a host
+                                     that resolves to loopback only), e.g. ws://localhost:8081/ws.
+  ATTUNE_ALLOW_INSECURE_NOTIFIER_WS [allow_insecure_notifier_ws]
+                                     default: false. true allows ws:// to any host (fallback:
+                                     ATTUNE__SENSOR__ALLOW_INSECURE_NOTIFIER_WS). true or false.
+  ATTUNE_MQ_URL [mq_url]             RabbitMQ URL (amqp:// or amqps://).
+  ATTUNE_MQ_EXCHANGE [mq_exchange]   default: attune. RabbitMQ only: the topic exchange of rule
+                                     lifecycle messages (the Attune API publishes to
+                                     attune.events).
   ATTUNE_LOG_LEVEL [log_level]       default: info. A tracing directive (-l overrides).
   ATTUNE_LOG_FORMAT [log_format]     default: json. json or pretty (--log-format overrides).
   ATTUNE_SENSOR_TRIGGERS [sensor_triggers]
@@ -58,6 +67,17 @@ then, except for the ATTUNE_TIMER_* and ATTUNE_OUTBOX_* variables, which it may 
                                      once; more are refused with an error log (1-10000000).
   ATTUNE_OUTBOX_CONCURRENCY [outbox_concurrency]
                                      default: 8. Event requests in flight at once (1-256).
+  ATTUNE_RESYNC_INTERVAL_SECS [resync_interval_secs]
+                                     default: 300. How often the rules are re-synced from the
+                                     API's listing besides after every reconnect (0-86400;
+                                     0 turns it off).
+  ATTUNE_MAX_MESSAGE_BYTES [max_message_bytes]
+                                     default: 1048576. Largest rule lifecycle message (broker
+                                     message or WebSocket frame) read; larger ones are refused
+                                     with a log line giving size and kind (1024-67108864).
+  ATTUNE_MAX_RULE_PARAMS_BYTES [max_rule_params_bytes]
+                                     default: 65536. Largest trigger_params of one rule; a
+                                     larger rule is refused and does not run (64-16777216).
 
 Local mode (--rules FILE) needs no API and no broker. It reads ATTUNE_SENSOR_REF (default:
 core.timer_sensor), ATTUNE_LOG_LEVEL, ATTUNE_LOG_FORMAT (default there: pretty) and
@@ -72,8 +92,8 @@ the old one stays and the log says which check failed for which rules.";
 /// in a sandboxed WebAssembly component.
 ///
 /// Without a subcommand it runs the daemon: it loads the active timer rules from the Attune
-/// API, follows rule changes over RabbitMQ and creates an event through the API each time a
-/// rule fires. With --rules FILE it runs local mode instead: the same clock and component on
+/// API, follows rule changes over the notifier WebSocket or RabbitMQ and creates an event
+/// through the API each time a rule fires. With --rules FILE it runs local mode instead: the same clock and component on
 /// a file of rules, with each event printed on stdout as one JSON line.
 #[derive(Debug, Parser)]
 #[command(name = "attune-core-timer-sensor", version, about, long_about, after_help = SETTINGS_HELP)]

@@ -32,6 +32,11 @@ fn full_env() -> HashMap<String, String> {
     ])
 }
 
+const NEITHER_ENV: &str =
+    "ATTUNE_NOTIFIER_WS_URL or ATTUNE_MQ_URL environment variable is required: \
+     set ATTUNE_NOTIFIER_WS_URL for the notifier WebSocket (platform V4 and later) or \
+     ATTUNE_MQ_URL for RabbitMQ (V1–V3)";
+
 fn err_env(e: &HashMap<String, String>) -> String {
     Settings::from_env(e).unwrap_err().to_string()
 }
@@ -43,7 +48,6 @@ fn required_variables_are_reported_in_order() {
         ("ATTUNE_API_URL", "http://a"),
         ("ATTUNE_API_TOKEN", "t"),
         ("ATTUNE_SENSOR_REF", "core.timer_sensor"),
-        ("ATTUNE_MQ_URL", "amqp://m"),
     ];
     for (key, value) in order {
         assert_eq!(
@@ -52,6 +56,8 @@ fn required_variables_are_reported_in_order() {
         );
         e.insert(key.to_string(), value.to_string());
     }
+    assert_eq!(err_env(&e), NEITHER_ENV);
+    e.insert("ATTUNE_MQ_URL".into(), "amqp://m".into());
     assert!(Settings::from_env(&e).is_ok());
 }
 
@@ -623,4 +629,268 @@ fn logged_settings_show_origins_only() {
     ] {
         assert!(!text.contains(secret), "{secret} in {text}");
     }
+}
+
+/// What a sixth-generation sensor manager passes: no broker URL, a notifier URL.
+fn ws_env(url: &str) -> HashMap<String, String> {
+    env(&[
+        ("ATTUNE_API_URL", "http://api.example:8080"),
+        ("ATTUNE_API_TOKEN", TOKEN),
+        ("ATTUNE_SENSOR_REF", "core.timer_sensor"),
+        ("ATTUNE_NOTIFIER_WS_URL", url),
+        ("HOME", "/home/sensor"),
+    ])
+}
+
+#[test]
+fn exactly_one_transport_is_selected() {
+    use attune_timer::daemon::config::Transport;
+    let s = Settings::from_env(&full_env()).unwrap();
+    assert_eq!(s.transport(), Transport::RabbitMq);
+    assert_eq!(s.notifier_ws_url, None);
+
+    let s = Settings::from_env(&ws_env("ws://127.0.0.1:8081/ws")).unwrap();
+    assert_eq!(s.transport(), Transport::NotifierWs);
+    assert_eq!(s.notifier_ws_url.as_deref(), Some("ws://127.0.0.1:8081/ws"));
+    assert!(!s.allow_insecure_notifier_ws);
+    assert_eq!(s.mq_url, "");
+
+    // Neither: one message naming both, and what each selects.
+    let mut e = full_env();
+    e.remove("ATTUNE_MQ_URL");
+    let err = Settings::from_env(&e).unwrap_err();
+    assert!(matches!(err, ConfigError::MissingTransport(_)), "{err:?}");
+    assert_eq!(err.to_string(), NEITHER_ENV);
+
+    // Both: refused, saying to set only one.
+    let mut e = full_env();
+    e.insert("ATTUNE_NOTIFIER_WS_URL".into(), "wss://notifier/ws".into());
+    assert_eq!(
+        err_env(&e),
+        "ATTUNE_NOTIFIER_WS_URL and ATTUNE_MQ_URL are both set: set only one — \
+         ATTUNE_NOTIFIER_WS_URL for the notifier WebSocket (platform V4 and later) or \
+         ATTUNE_MQ_URL for RabbitMQ (V1–V3)"
+    );
+
+    // The same on stdin, with the keys' names.
+    let base = json!({"api_url": "http://a", "api_token": "t", "sensor_ref": "s"});
+    assert_eq!(
+        Settings::from_stdin_json(&base.to_string(), &env(&[]))
+            .unwrap_err()
+            .to_string(),
+        "notifier_ws_url or mq_url is required: set notifier_ws_url for the notifier \
+         WebSocket (platform V4 and later) or mq_url for RabbitMQ (V1–V3)"
+    );
+    let mut both = base.clone();
+    both["mq_url"] = json!("amqp://m");
+    both["notifier_ws_url"] = json!("wss://n/ws");
+    assert_eq!(
+        Settings::from_stdin_json(&both.to_string(), &env(&[]))
+            .unwrap_err()
+            .to_string(),
+        "notifier_ws_url and mq_url are both set: set only one — notifier_ws_url for the \
+         notifier WebSocket (platform V4 and later) or mq_url for RabbitMQ (V1–V3)"
+    );
+    let mut ws = base.clone();
+    ws["notifier_ws_url"] = json!("ws://example.com/ws");
+    ws["allow_insecure_notifier_ws"] = json!(true);
+    let s = Settings::from_stdin_json(&ws.to_string(), &env(&[])).unwrap();
+    assert_eq!(s.transport(), Transport::NotifierWs);
+    assert!(s.allow_insecure_notifier_ws);
+    ws["allow_insecure_notifier_ws"] = json!("yes");
+    assert_eq!(
+        Settings::from_stdin_json(&ws.to_string(), &env(&[]))
+            .unwrap_err()
+            .to_string(),
+        "Failed to parse JSON configuration from stdin"
+    );
+}
+
+#[test]
+fn notifier_url_validation_follows_the_sixth_generation() {
+    // Order: the empty checks (mq_exchange does not matter here), the api_url scheme, then
+    // the notifier URL's own checks.
+    let mut e = ws_env("");
+    e.insert("ATTUNE_API_URL".into(), "ftp://api".into());
+    e.insert("ATTUNE_MQ_EXCHANGE".into(), "".into());
+    assert_eq!(err_env(&e), "notifier_ws_url cannot be empty");
+    e.insert("ATTUNE_NOTIFIER_WS_URL".into(), "  ".into());
+    assert_eq!(err_env(&e), "notifier_ws_url cannot be empty");
+    e.insert("ATTUNE_NOTIFIER_WS_URL".into(), "kafka://x".into());
+    assert_eq!(err_env(&e), "api_url must start with http:// or https://");
+    e.insert("ATTUNE_API_URL".into(), "http://api".into());
+
+    let cases = [
+        ("ws://", "notifier_ws_url is not a valid URL"),
+        ("not a url", "notifier_ws_url is not a valid URL"),
+        (
+            "wss://sensor:secret@notifier/ws",
+            "notifier_ws_url must not contain credentials",
+        ),
+        (
+            "ws://sensor@127.0.0.1/ws",
+            "notifier_ws_url must not contain credentials",
+        ),
+        (
+            "unix:/run/notifier.sock",
+            "notifier_ws_url must include a host",
+        ),
+        (
+            "http://notifier:8081/ws",
+            "notifier_ws_url must use wss:// or ws://",
+        ),
+        (
+            "ws://192.0.2.10:8081/ws",
+            "non-loopback notifier_ws_url requires wss:// or allow_insecure_notifier_ws=true",
+        ),
+        (
+            "ws://[2001:db8::1]/ws",
+            "non-loopback notifier_ws_url requires wss:// or allow_insecure_notifier_ws=true",
+        ),
+        (
+            "ws://no-such-notifier.invalid/ws",
+            "failed to resolve notifier websocket host 'no-such-notifier.invalid'",
+        ),
+    ];
+    for (url, message) in cases {
+        e.insert("ATTUNE_NOTIFIER_WS_URL".into(), url.into());
+        assert_eq!(err_env(&e), message, "for {url}");
+    }
+    // Never echoes credentials.
+    e.insert(
+        "ATTUNE_NOTIFIER_WS_URL".into(),
+        "wss://sensor:secret@notifier/ws".into(),
+    );
+    assert!(!format!(
+        "{:#}",
+        anyhow::Error::from(Settings::from_env(&e).unwrap_err())
+    )
+    .contains("secret"));
+
+    // Accepted: wss anywhere, ws to loopback hosts (by name or address).
+    for url in [
+        "wss://notifier.example/ws",
+        "ws://127.0.0.1:8081/ws",
+        "ws://localhost:8081/ws",
+        "ws://[::1]:8081/ws",
+        " ws://127.0.0.1/ws ",
+    ] {
+        e.insert("ATTUNE_NOTIFIER_WS_URL".into(), url.into());
+        let s = Settings::from_env(&e).unwrap_or_else(|err| panic!("{url}: {err}"));
+        assert_eq!(s.notifier_ws_url.as_deref(), Some(url.trim()));
+    }
+}
+
+#[test]
+fn allowing_insecure_notifier_websockets() {
+    let mut e = ws_env("ws://192.0.2.10:8081/ws");
+    e.insert("ATTUNE_ALLOW_INSECURE_NOTIFIER_WS".into(), "true".into());
+    let s = Settings::from_env(&e).unwrap();
+    assert!(s.allow_insecure_notifier_ws);
+    // Allowing plaintext does not skip the other checks.
+    e.insert(
+        "ATTUNE_NOTIFIER_WS_URL".into(),
+        "ws://a:b@192.0.2.10/ws".into(),
+    );
+    assert_eq!(err_env(&e), "notifier_ws_url must not contain credentials");
+    e.insert(
+        "ATTUNE_NOTIFIER_WS_URL".into(),
+        "ws://192.0.2.10:8081/ws".into(),
+    );
+
+    // The two-underscore fallback applies only when the first is unset.
+    e.remove("ATTUNE_ALLOW_INSECURE_NOTIFIER_WS");
+    e.insert(
+        "ATTUNE__SENSOR__ALLOW_INSECURE_NOTIFIER_WS".into(),
+        "true".into(),
+    );
+    assert!(Settings::from_env(&e).unwrap().allow_insecure_notifier_ws);
+    e.insert("ATTUNE_ALLOW_INSECURE_NOTIFIER_WS".into(), "false".into());
+    assert_eq!(
+        err_env(&e),
+        "non-loopback notifier_ws_url requires wss:// or allow_insecure_notifier_ws=true"
+    );
+
+    // Rust's bool parsing: exact `true` / `false` only, checked before validation.
+    for bad in ["TRUE", "1", "yes", " true", ""] {
+        e.insert("ATTUNE_ALLOW_INSECURE_NOTIFIER_WS".into(), bad.into());
+        e.insert("ATTUNE_API_URL".into(), "".into());
+        assert_eq!(err_env(&e), format!("invalid boolean value \"{bad}\""));
+    }
+    let mut e = ws_env("ws://192.0.2.10/ws");
+    e.insert(
+        "ATTUNE__SENSOR__ALLOW_INSECURE_NOTIFIER_WS".into(),
+        "on".into(),
+    );
+    assert_eq!(err_env(&e), "invalid boolean value \"on\"");
+}
+
+#[test]
+fn periodic_resync_interval() {
+    let s = Settings::from_env(&full_env()).unwrap();
+    assert_eq!(s.resync_interval, Some(Duration::from_secs(300)));
+    let mut e = full_env();
+    e.insert("ATTUNE_RESYNC_INTERVAL_SECS".into(), "0".into());
+    assert_eq!(Settings::from_env(&e).unwrap().resync_interval, None);
+    e.insert("ATTUNE_RESYNC_INTERVAL_SECS".into(), " 60 ".into());
+    assert_eq!(
+        Settings::from_env(&e).unwrap().resync_interval,
+        Some(Duration::from_secs(60))
+    );
+    for bad in ["-1", "86401", "5m"] {
+        e.insert("ATTUNE_RESYNC_INTERVAL_SECS".into(), bad.into());
+        assert_eq!(
+            err_env(&e),
+            format!(
+                "Invalid ATTUNE_RESYNC_INTERVAL_SECS '{bad}': expected a whole number of seconds \
+                 from 0 (off) to 86400"
+            )
+        );
+    }
+    let text = json!({"api_url": "http://a", "api_token": "t", "sensor_ref": "s",
+                      "notifier_ws_url": "wss://n/ws", "resync_interval_secs": 0});
+    assert_eq!(
+        Settings::from_stdin_json(&text.to_string(), &env(&[]))
+            .unwrap()
+            .resync_interval,
+        None
+    );
+}
+
+#[test]
+fn input_limits() {
+    use attune_timer::platform::feed::InputLimits;
+    let s = Settings::from_env(&full_env()).unwrap();
+    assert_eq!(s.input_limits, InputLimits::default());
+    assert_eq!(s.input_limits.max_message_bytes, 1 << 20);
+    assert_eq!(s.input_limits.max_params_bytes, 64 << 10);
+    let mut e = full_env();
+    e.insert("ATTUNE_MAX_MESSAGE_BYTES".into(), "4096".into());
+    e.insert("ATTUNE_MAX_RULE_PARAMS_BYTES".into(), "1024".into());
+    let s = Settings::from_env(&e).unwrap();
+    assert_eq!(s.input_limits.max_message_bytes, 4096);
+    assert_eq!(s.input_limits.max_params_bytes, 1024);
+    e.insert("ATTUNE_MAX_MESSAGE_BYTES".into(), "100".into());
+    assert_eq!(
+        err_env(&e),
+        "Invalid ATTUNE_MAX_MESSAGE_BYTES '100': expected a whole number of bytes from 1024 to 67108864"
+    );
+    e.insert("ATTUNE_MAX_MESSAGE_BYTES".into(), "4096".into());
+    e.insert("ATTUNE_MAX_RULE_PARAMS_BYTES".into(), "16777217".into());
+    assert_eq!(
+        err_env(&e),
+        "Invalid ATTUNE_MAX_RULE_PARAMS_BYTES '16777217': expected a whole number of bytes from 64 to 16777216"
+    );
+    // A long or odd bad value is quoted as a short escaped excerpt only.
+    e.insert(
+        "ATTUNE_MAX_RULE_PARAMS_BYTES".into(),
+        format!("\"{}", "9".repeat(500)),
+    );
+    let msg = err_env(&e);
+    assert!(
+        msg.starts_with("Invalid ATTUNE_MAX_RULE_PARAMS_BYTES '\\\"999"),
+        "{msg}"
+    );
+    assert!(msg.contains("…'"), "{msg}");
+    assert!(msg.len() < 200, "{msg}");
 }

@@ -398,3 +398,62 @@ async fn reconnects_and_resyncs_after_the_broker_closes_the_connection() {
     assert!(eventually(WAIT, || d.clock.contains(74)).await);
     d.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn oversize_and_invalid_messages_are_refused_clearly() {
+    let (logs, _guard) = LogCapture::start("info");
+    let api = FakeApi::start(FakeOptions::default());
+    let d = TestDaemon::start(
+        &api,
+        &[
+            ("ATTUNE_MAX_MESSAGE_BYTES", "2048"),
+            ("ATTUNE_MAX_RULE_PARAMS_BYTES", "256"),
+        ],
+    )
+    .await;
+    let clock = d.clock.clone();
+
+    // Over the message cap: refused unread (size and kind logged, never content).
+    let mut big = rule_payload(1, Some(every(60)));
+    big["padding"] = json!(format!("secret-{}", "x".repeat(3000)));
+    d.publish("rule.created", &envelope("RuleCreated", big))
+        .await;
+    // Params over their cap; a rule id that is not positive; a spaced trigger ref.
+    let mut params = every(60);
+    params["note"] = json!(format!("hush-{}", "y".repeat(400)));
+    d.publish(
+        "rule.created",
+        &envelope("RuleCreated", rule_payload(2, Some(params))),
+    )
+    .await;
+    d.publish(
+        "rule.created",
+        &envelope("RuleCreated", rule_payload(0, Some(every(60)))),
+    )
+    .await;
+    let mut spaced = rule_payload(3, Some(every(60)));
+    spaced["trigger_ref"] = json!(" core.intervaltimer ");
+    d.publish("rule.created", &envelope("RuleCreated", spaced))
+        .await;
+    d.publish(
+        "rule.created",
+        &envelope("RuleCreated", rule_payload(4, Some(every(60)))),
+    )
+    .await;
+    assert!(eventually(WAIT, || clock.contains(4)).await);
+    assert!(!clock.contains(1) && !clock.contains(2) && !clock.contains(3) && !clock.contains(0));
+
+    let text = logs.text();
+    assert!(
+        text.contains("Refusing an oversize rule lifecycle message (broker message"),
+        "{text}"
+    );
+    assert!(
+        text.contains("over the 256-byte limit (ATTUNE_MAX_RULE_PARAMS_BYTES)"),
+        "{text}"
+    );
+    assert!(text.contains("rule ids are positive"), "{text}");
+    assert!(text.contains("has surrounding spaces"), "{text}");
+    assert!(!text.contains("secret-") && !text.contains("hush-"));
+    d.stop().await.unwrap();
+}

@@ -5,12 +5,16 @@
 //! process environment. Validation order (the first failure is reported):
 //!
 //! 1. the required variables are present (`ATTUNE_API_URL`, `ATTUNE_API_TOKEN`,
-//!    `ATTUNE_SENSOR_REF`, `ATTUNE_MQ_URL`; env only — stdin reports a missing key as a
-//!    parse error, as the platform does);
+//!    `ATTUNE_SENSOR_REF`; env only — stdin reports a missing key as a parse error, as the
+//!    platform does), then exactly one transport: `ATTUNE_NOTIFIER_WS_URL` (the notifier
+//!    WebSocket, platform V4+) or `ATTUNE_MQ_URL` (RabbitMQ, V1–V3). Neither is an error
+//!    naming both; both is refused (see [`Transport`]). `ATTUNE_ALLOW_INSECURE_NOTIFIER_WS`
+//!    (else `ATTUNE__SENSOR__ALLOW_INSECURE_NOTIFIER_WS`) must be `true` or `false`;
 //! 2. `api_url cannot be empty`, `api_token cannot be empty`, `sensor_ref cannot be empty`,
-//!    `mq_url cannot be empty`, `mq_exchange cannot be empty`,
-//!    `api_url must start with http:// or https://`,
-//!    `mq_url must start with amqp:// or amqps://` (the V1–V3 list);
+//!    then for RabbitMQ `mq_url cannot be empty`, `mq_exchange cannot be empty`, for the
+//!    WebSocket `notifier_ws_url cannot be empty`; `api_url must start with http:// or
+//!    https://`; then for RabbitMQ `mq_url must start with amqp:// or amqps://` (the V1–V3
+//!    list), for the WebSocket the sixth generation's URL checks (docs/platform.md §1.1.5);
 //! 3. then ours: `api_url is not a valid URL`, the log level (an EnvFilter directive), the
 //!    log format, `ATTUNE_SENSOR_TRIGGERS`, the component limits, and the outbox settings.
 
@@ -24,12 +28,16 @@ use serde_json::Value;
 use tracing_subscriber::EnvFilter;
 
 use crate::component::{CompileCache, Limits};
+use crate::platform::feed::InputLimits;
 use crate::platform::outbox::OutboxOptions;
-use crate::support::redact::{json_error_detail, url_for_log, Detail};
+use crate::support::redact::{excerpt, json_error_detail, url_for_log, Detail};
 
 /// The default exchange name (the platform's sensor default; its API publishes to
 /// `attune.events`, which the sensor manager passes in `ATTUNE_MQ_EXCHANGE`).
 pub const DEFAULT_MQ_EXCHANGE: &str = "attune";
+/// How often the rule table is re-synced from the REST listing by default, besides after
+/// every reconnect (docs/platform.md §1.3(d)).
+pub const DEFAULT_RESYNC_INTERVAL: Duration = Duration::from_secs(300);
 /// The default log level directive.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 /// `ATTUNE_TIMER_CACHE_DIR` values that turn the compiled-component cache off.
@@ -73,7 +81,7 @@ impl LogFormat {
         match value.trim().to_ascii_lowercase().as_str() {
             "json" => Ok(LogFormat::Json),
             "pretty" => Ok(LogFormat::Pretty),
-            _ => Err(ConfigError::LogFormat(value.to_string())),
+            _ => Err(ConfigError::LogFormat(excerpt(value, 64))),
         }
     }
 
@@ -150,6 +158,28 @@ pub struct Overrides {
     pub log_format: Option<String>,
 }
 
+/// Which rule-lifecycle transport runs. Exactly one does: the platform's sensor manager
+/// passes `ATTUNE_MQ_URL` to the RabbitMQ generations (V1–V3) and `ATTUNE_NOTIFIER_WS_URL`
+/// to the WebSocket ones (V4+), never both (docs/platform.md §0.1). Both set is refused
+/// rather than one preferred: that is a hand-made configuration whose author expects both to
+/// be used, and following one silently would miss every change announced on the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// RabbitMQ (`ATTUNE_MQ_URL`, docs/platform.md §1.4).
+    RabbitMq,
+    /// The notifier WebSocket (`ATTUNE_NOTIFIER_WS_URL`, docs/platform.md §1.5).
+    NotifierWs,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::RabbitMq => "rabbitmq",
+            Transport::NotifierWs => "notifier_ws",
+        }
+    }
+}
+
 /// The validated settings of the daemon.
 #[derive(Clone)]
 pub struct Settings {
@@ -158,8 +188,15 @@ pub struct Settings {
     /// The sensor token. Never shown by `Debug`; see [`crate::platform::token::TokenHandle`].
     pub api_token: String,
     pub sensor_ref: String,
+    /// The RabbitMQ URL; empty when the notifier WebSocket is the transport.
     pub mq_url: String,
+    /// The RabbitMQ exchange (default `attune`); unused with the notifier WebSocket.
     pub mq_exchange: String,
+    /// The notifier WebSocket URL (`ws://` or `wss://`); `None` when RabbitMQ is the
+    /// transport.
+    pub notifier_ws_url: Option<String>,
+    /// Plaintext `ws://` to a host that is not loopback is allowed.
+    pub allow_insecure_notifier_ws: bool,
     /// A tracing EnvFilter directive (already checked).
     pub log_level: String,
     pub log_format: LogFormat,
@@ -180,6 +217,13 @@ pub struct Settings {
     /// Event requests in flight at once (`ATTUNE_OUTBOX_CONCURRENCY`; default
     /// [`OutboxOptions::default`]'s, 8).
     pub outbox_concurrency: usize,
+    /// How often the whole rule table is re-synced from the REST listing besides after
+    /// every reconnect (`ATTUNE_RESYNC_INTERVAL_SECS`; default [`DEFAULT_RESYNC_INTERVAL`];
+    /// `0` → `None`, off).
+    pub resync_interval: Option<Duration>,
+    /// The largest lifecycle message (`ATTUNE_MAX_MESSAGE_BYTES`) and rule params
+    /// (`ATTUNE_MAX_RULE_PARAMS_BYTES`) accepted; defaults [`InputLimits::default`].
+    pub input_limits: InputLimits,
     pub source: ConfigSource,
 }
 
@@ -191,6 +235,14 @@ impl fmt::Debug for Settings {
             .field("sensor_ref", &self.sensor_ref)
             .field("mq_url", &url_for_log(&self.mq_url))
             .field("mq_exchange", &self.mq_exchange)
+            .field(
+                "notifier_ws_url",
+                &self.notifier_ws_url.as_deref().map(url_for_log),
+            )
+            .field(
+                "allow_insecure_notifier_ws",
+                &self.allow_insecure_notifier_ws,
+            )
             .field("log_level", &self.log_level)
             .field("log_format", &self.log_format)
             .field("sensor_triggers", &self.sensor_triggers.len())
@@ -199,6 +251,8 @@ impl fmt::Debug for Settings {
             .field("cache_dir", &self.cache_dir)
             .field("outbox_capacity", &self.outbox_capacity)
             .field("outbox_concurrency", &self.outbox_concurrency)
+            .field("resync_interval", &self.resync_interval)
+            .field("input_limits", &self.input_limits)
             .field("source", &self.source)
             .finish()
     }
@@ -210,6 +264,26 @@ impl fmt::Debug for Settings {
 pub enum ConfigError {
     #[error("{0} environment variable is required")]
     MissingEnv(&'static str),
+    /// No transport is configured (docs/platform.md §1.1.3): the message names both
+    /// settings and what each selects.
+    #[error(
+        "{} is required: set {} for the notifier WebSocket (platform V4 and later) or {} for RabbitMQ (V1–V3)",
+        .0.either(), .0.ws_key(), .0.mq_key()
+    )]
+    MissingTransport(ConfigSource),
+    /// Both transports are configured; exactly one runs.
+    #[error(
+        "{} and {} are both set: set only one — {} for the notifier WebSocket (platform V4 and later) or {} for RabbitMQ (V1–V3)",
+        .0.ws_key(), .0.mq_key(), .0.ws_key(), .0.mq_key()
+    )]
+    BothTransports(ConfigSource),
+    /// `ATTUNE_ALLOW_INSECURE_NOTIFIER_WS` is not `true` or `false` (Rust's `bool` parsing,
+    /// as the platform's).
+    #[error("invalid boolean value \"{0}\"")]
+    InvalidBool(String),
+    /// `failed to resolve notifier websocket host '<host>'` (docs/platform.md §1.1.5).
+    #[error("failed to resolve notifier websocket host '{0}'")]
+    ResolveWsHost(String),
     /// One of the validation messages (`docs/platform.md` §1.1), e.g. `api_url cannot be empty`.
     #[error("{0}")]
     Invalid(&'static str),
@@ -234,14 +308,40 @@ pub enum ConfigError {
     LoggingInit(#[source] Detail),
 }
 
+impl ConfigSource {
+    fn ws_key(self) -> &'static str {
+        match self {
+            ConfigSource::Env => "ATTUNE_NOTIFIER_WS_URL",
+            ConfigSource::Stdin => "notifier_ws_url",
+        }
+    }
+
+    fn mq_key(self) -> &'static str {
+        match self {
+            ConfigSource::Env => "ATTUNE_MQ_URL",
+            ConfigSource::Stdin => "mq_url",
+        }
+    }
+
+    fn either(self) -> &'static str {
+        match self {
+            ConfigSource::Env => "ATTUNE_NOTIFIER_WS_URL or ATTUNE_MQ_URL environment variable",
+            ConfigSource::Stdin => "notifier_ws_url or mq_url",
+        }
+    }
+}
+
 /// The settings before validation, from either source.
 #[derive(Debug, Default)]
 struct Raw {
     api_url: String,
     api_token: String,
     sensor_ref: String,
+    transport: Option<Transport>,
     mq_url: String,
     mq_exchange: String,
+    notifier_ws_url: String,
+    allow_insecure_notifier_ws: bool,
     log_level: String,
     log_format: String,
     sensor_triggers: Option<Value>,
@@ -252,6 +352,9 @@ struct Raw {
     cache_dir: Option<String>,
     outbox_capacity: Option<String>,
     outbox_concurrency: Option<String>,
+    resync_interval_secs: Option<String>,
+    max_message_bytes: Option<String>,
+    max_rule_params_bytes: Option<String>,
 }
 
 /// The JSON object read by `--stdin-config`. Unknown keys are ignored.
@@ -260,9 +363,14 @@ struct StdinConfig {
     api_url: String,
     api_token: String,
     sensor_ref: String,
-    mq_url: String,
+    #[serde(default)]
+    mq_url: Option<String>,
     #[serde(default)]
     mq_exchange: Option<String>,
+    #[serde(default)]
+    notifier_ws_url: Option<String>,
+    #[serde(default)]
+    allow_insecure_notifier_ws: Option<bool>,
     #[serde(default)]
     log_level: Option<String>,
     #[serde(default)]
@@ -286,6 +394,14 @@ struct StdinConfig {
     outbox_capacity: Option<Value>,
     #[serde(default)]
     outbox_concurrency: Option<Value>,
+    /// Optional override of `ATTUNE_RESYNC_INTERVAL_SECS`.
+    #[serde(default)]
+    resync_interval_secs: Option<Value>,
+    /// Optional overrides of `ATTUNE_MAX_MESSAGE_BYTES` and `ATTUNE_MAX_RULE_PARAMS_BYTES`.
+    #[serde(default)]
+    max_message_bytes: Option<Value>,
+    #[serde(default)]
+    max_rule_params_bytes: Option<Value>,
 }
 
 fn non_blank(v: Option<String>) -> Option<String> {
@@ -301,6 +417,15 @@ fn json_scalar_text(v: Value) -> Option<String> {
 }
 
 impl Settings {
+    /// Which rule-lifecycle transport these settings select.
+    pub fn transport(&self) -> Transport {
+        if self.notifier_ws_url.is_some() {
+            Transport::NotifierWs
+        } else {
+            Transport::RabbitMq
+        }
+    }
+
     /// Reads the settings from the environment (the default source).
     pub fn from_env(env: &dyn Env) -> Result<Settings, ConfigError> {
         Self::from_env_with(env, &Overrides::default())
@@ -309,11 +434,29 @@ impl Settings {
     /// Like [`Settings::from_env`], with command-line overrides.
     pub fn from_env_with(env: &dyn Env, cli: &Overrides) -> Result<Settings, ConfigError> {
         let required = |key: &'static str| env.var(key).ok_or(ConfigError::MissingEnv(key));
+        let api_url = required("ATTUNE_API_URL")?;
+        let api_token = required("ATTUNE_API_TOKEN")?;
+        let sensor_ref = required("ATTUNE_SENSOR_REF")?;
+        let (transport, mq_url, notifier_ws_url) = choose_transport(
+            env.var("ATTUNE_MQ_URL"),
+            env.var("ATTUNE_NOTIFIER_WS_URL"),
+            ConfigSource::Env,
+        )?;
+        let allow_insecure_notifier_ws = match env
+            .var("ATTUNE_ALLOW_INSECURE_NOTIFIER_WS")
+            .or_else(|| env.var("ATTUNE__SENSOR__ALLOW_INSECURE_NOTIFIER_WS"))
+        {
+            None => false,
+            Some(v) => parse_bool(&v)?,
+        };
         let mut raw = Raw {
-            api_url: required("ATTUNE_API_URL")?,
-            api_token: required("ATTUNE_API_TOKEN")?,
-            sensor_ref: required("ATTUNE_SENSOR_REF")?,
-            mq_url: required("ATTUNE_MQ_URL")?,
+            api_url,
+            api_token,
+            sensor_ref,
+            transport: Some(transport),
+            mq_url,
+            notifier_ws_url,
+            allow_insecure_notifier_ws,
             mq_exchange: env
                 .var("ATTUNE_MQ_EXCHANGE")
                 .unwrap_or_else(|| DEFAULT_MQ_EXCHANGE.to_string()),
@@ -345,11 +488,16 @@ impl Settings {
     ) -> Result<Settings, ConfigError> {
         let parsed: StdinConfig = serde_json::from_str(text)
             .map_err(|e| ConfigError::StdinParse(json_error_detail(&e)))?;
+        let (transport, mq_url, notifier_ws_url) =
+            choose_transport(parsed.mq_url, parsed.notifier_ws_url, ConfigSource::Stdin)?;
         let mut raw = Raw {
             api_url: parsed.api_url,
             api_token: parsed.api_token,
             sensor_ref: parsed.sensor_ref,
-            mq_url: parsed.mq_url,
+            transport: Some(transport),
+            mq_url,
+            notifier_ws_url,
+            allow_insecure_notifier_ws: parsed.allow_insecure_notifier_ws.unwrap_or(false),
             mq_exchange: parsed
                 .mq_exchange
                 .unwrap_or_else(|| DEFAULT_MQ_EXCHANGE.to_string()),
@@ -383,6 +531,15 @@ impl Settings {
         if let Some(v) = parsed.outbox_concurrency.and_then(json_scalar_text) {
             raw.outbox_concurrency = Some(v);
         }
+        if let Some(v) = parsed.resync_interval_secs.and_then(json_scalar_text) {
+            raw.resync_interval_secs = Some(v);
+        }
+        if let Some(v) = parsed.max_message_bytes.and_then(json_scalar_text) {
+            raw.max_message_bytes = Some(v);
+        }
+        if let Some(v) = parsed.max_rule_params_bytes.and_then(json_scalar_text) {
+            raw.max_rule_params_bytes = Some(v);
+        }
         build(raw, env, cli, ConfigSource::Stdin)
     }
 
@@ -415,6 +572,69 @@ impl Settings {
     }
 }
 
+/// Exactly one transport (see [`Transport`]): `(transport, mq_url, notifier_ws_url)`, the
+/// unused URL empty. A present but empty value counts as set (and is then reported as
+/// empty by validation, as the platform does).
+fn choose_transport(
+    mq_url: Option<String>,
+    notifier_ws_url: Option<String>,
+    source: ConfigSource,
+) -> Result<(Transport, String, String), ConfigError> {
+    match (mq_url, notifier_ws_url) {
+        (Some(_), Some(_)) => Err(ConfigError::BothTransports(source)),
+        (None, None) => Err(ConfigError::MissingTransport(source)),
+        (Some(mq), None) => Ok((Transport::RabbitMq, mq, String::new())),
+        (None, Some(ws)) => Ok((Transport::NotifierWs, String::new(), ws)),
+    }
+}
+
+/// Rust's `bool::from_str`, as the platform's sensor parses
+/// `ATTUNE_ALLOW_INSECURE_NOTIFIER_WS` (docs/platform.md §1.1.5): `true` or `false`, exact.
+fn parse_bool(value: &str) -> Result<bool, ConfigError> {
+    value
+        .parse::<bool>()
+        .map_err(|_| ConfigError::InvalidBool(excerpt(value, 64)))
+}
+
+/// The sixth generation's checks of `notifier_ws_url` (docs/platform.md §1.1.5), in its
+/// order, after the `api_url` scheme check. Plaintext `ws://` is resolved (port 80 by
+/// default) and accepted only when every address is loopback, unless `allow_insecure`.
+fn check_notifier_ws_url(value: &str, allow_insecure: bool) -> Result<(), ConfigError> {
+    let url = url::Url::parse(value)
+        .map_err(|_| ConfigError::Invalid("notifier_ws_url is not a valid URL"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::Invalid(
+            "notifier_ws_url must not contain credentials",
+        ));
+    }
+    let host = match url.host_str() {
+        Some(h) if !h.is_empty() => h.to_string(),
+        _ => return Err(ConfigError::Invalid("notifier_ws_url must include a host")),
+    };
+    match url.scheme() {
+        "wss" => Ok(()),
+        "ws" if allow_insecure => Ok(()),
+        "ws" => {
+            use std::net::ToSocketAddrs;
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            let port = url.port().unwrap_or(80);
+            let addrs: Vec<std::net::SocketAddr> = (bare, port)
+                .to_socket_addrs()
+                .map_err(|_| ConfigError::ResolveWsHost(bare.to_string()))?
+                .collect();
+            if addrs.is_empty() || addrs.iter().any(|a| !a.ip().is_loopback()) {
+                return Err(ConfigError::Invalid(
+                    "non-loopback notifier_ws_url requires wss:// or allow_insecure_notifier_ws=true",
+                ));
+            }
+            Ok(())
+        }
+        _ => Err(ConfigError::Invalid(
+            "notifier_ws_url must use wss:// or ws://",
+        )),
+    }
+}
+
 fn read_limit_vars(env: &dyn Env, raw: &mut Raw) {
     raw.max_memory_mb = non_blank(env.var("ATTUNE_TIMER_MAX_MEMORY_MB"));
     raw.call_deadline_ms = non_blank(env.var("ATTUNE_TIMER_CALL_DEADLINE_MS"));
@@ -422,6 +642,9 @@ fn read_limit_vars(env: &dyn Env, raw: &mut Raw) {
     raw.cache_dir = env.var("ATTUNE_TIMER_CACHE_DIR");
     raw.outbox_capacity = non_blank(env.var("ATTUNE_OUTBOX_CAPACITY"));
     raw.outbox_concurrency = non_blank(env.var("ATTUNE_OUTBOX_CONCURRENCY"));
+    raw.resync_interval_secs = non_blank(env.var("ATTUNE_RESYNC_INTERVAL_SECS"));
+    raw.max_message_bytes = non_blank(env.var("ATTUNE_MAX_MESSAGE_BYTES"));
+    raw.max_rule_params_bytes = non_blank(env.var("ATTUNE_MAX_RULE_PARAMS_BYTES"));
 }
 
 /// Checks that `directive` is a valid tracing EnvFilter directive and builds the filter.
@@ -450,25 +673,41 @@ fn build(
     let sensor_ref = raw.sensor_ref.trim().to_string();
     let mq_url = raw.mq_url.trim().to_string();
     let mq_exchange = raw.mq_exchange.trim().to_string();
+    let notifier_ws_url = raw.notifier_ws_url.trim().to_string();
+    let transport = raw.transport.unwrap_or(Transport::RabbitMq);
+    let rabbit = transport == Transport::RabbitMq;
 
-    // The platform's checks, in its order (docs/platform.md §1.1, V1–V3).
+    // The platform's checks, in its order (docs/platform.md §1.1.5): V1–V3's for RabbitMQ,
+    // V6's for the notifier WebSocket.
     let checks: [(bool, &'static str); 7] = [
         (api_url.is_empty(), "api_url cannot be empty"),
         (api_token.is_empty(), "api_token cannot be empty"),
         (sensor_ref.is_empty(), "sensor_ref cannot be empty"),
-        (mq_url.is_empty(), "mq_url cannot be empty"),
-        (mq_exchange.is_empty(), "mq_exchange cannot be empty"),
+        (rabbit && mq_url.is_empty(), "mq_url cannot be empty"),
+        (
+            rabbit && mq_exchange.is_empty(),
+            "mq_exchange cannot be empty",
+        ),
+        (
+            !rabbit && notifier_ws_url.is_empty(),
+            "notifier_ws_url cannot be empty",
+        ),
         (
             !(api_url.starts_with("http://") || api_url.starts_with("https://")),
             "api_url must start with http:// or https://",
         ),
-        (
-            !(mq_url.starts_with("amqp://") || mq_url.starts_with("amqps://")),
-            "mq_url must start with amqp:// or amqps://",
-        ),
     ];
     if let Some((_, message)) = checks.iter().find(|(failed, _)| *failed) {
         return Err(ConfigError::Invalid(message));
+    }
+    if rabbit {
+        if !(mq_url.starts_with("amqp://") || mq_url.starts_with("amqps://")) {
+            return Err(ConfigError::Invalid(
+                "mq_url must start with amqp:// or amqps://",
+            ));
+        }
+    } else {
+        check_notifier_ws_url(&notifier_ws_url, raw.allow_insecure_notifier_ws)?;
     }
     match url::Url::parse(&api_url) {
         Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => {}
@@ -489,6 +728,38 @@ fn build(
     };
     let limits = parse_limits(&raw)?;
     let (outbox_capacity, outbox_concurrency) = parse_outbox(&raw)?;
+    let mut input_limits = InputLimits::default();
+    if let Some(v) = &raw.max_message_bytes {
+        input_limits.max_message_bytes = parse_bounded(
+            "ATTUNE_MAX_MESSAGE_BYTES",
+            v,
+            1024,
+            64 << 20,
+            "expected a whole number of bytes from 1024 to 67108864",
+        )? as usize;
+    }
+    if let Some(v) = &raw.max_rule_params_bytes {
+        input_limits.max_params_bytes = parse_bounded(
+            "ATTUNE_MAX_RULE_PARAMS_BYTES",
+            v,
+            64,
+            16 << 20,
+            "expected a whole number of bytes from 64 to 16777216",
+        )? as usize;
+    }
+    let resync_interval = match &raw.resync_interval_secs {
+        None => Some(DEFAULT_RESYNC_INTERVAL),
+        Some(v) => match parse_bounded(
+            "ATTUNE_RESYNC_INTERVAL_SECS",
+            v,
+            0,
+            86_400,
+            "expected a whole number of seconds from 0 (off) to 86400",
+        )? {
+            0 => None,
+            secs => Some(Duration::from_secs(secs)),
+        },
+    };
     let cache_dir = cache_dir(raw.cache_dir.as_deref(), env);
 
     Ok(Settings {
@@ -497,6 +768,8 @@ fn build(
         sensor_ref,
         mq_url,
         mq_exchange,
+        notifier_ws_url: (!rabbit).then_some(notifier_ws_url),
+        allow_insecure_notifier_ws: raw.allow_insecure_notifier_ws,
         log_level: raw.log_level.trim().to_string(),
         log_format,
         sensor_triggers,
@@ -505,6 +778,8 @@ fn build(
         cache_dir,
         outbox_capacity,
         outbox_concurrency,
+        resync_interval,
+        input_limits,
         source,
     })
 }
@@ -552,7 +827,7 @@ fn parse_bounded(
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(ConfigError::Setting {
             var,
-            value: value.to_string(),
+            value: excerpt(value, 64),
             expected,
         }),
     }
@@ -619,6 +894,14 @@ fn parse_outbox(raw: &Raw) -> Result<(usize, usize), ConfigError> {
     Ok((capacity, concurrency))
 }
 
+fn optional_url_for_log(url: &str) -> String {
+    if url.is_empty() {
+        String::new()
+    } else {
+        url_for_log(url)
+    }
+}
+
 /// Logs the loaded settings (`docs/platform.md` §1.2, step 2), with the URLs reduced to origins.
 pub fn log_settings(settings: &Settings) {
     tracing::info!(
@@ -627,13 +910,16 @@ pub fn log_settings(settings: &Settings) {
         log_format = settings.log_format.as_str(),
         outbox_capacity = settings.outbox_capacity,
         outbox_concurrency = settings.outbox_concurrency,
+        resync_interval_secs = settings.resync_interval.map_or(0, |d| d.as_secs()),
         "Configuration loaded"
     );
     tracing::info!(
         sensor_ref = %settings.sensor_ref,
         api_url = %url_for_log(&settings.api_url),
-        mq_url = %url_for_log(&settings.mq_url),
+        transport = settings.transport().as_str(),
+        mq_url = %optional_url_for_log(&settings.mq_url),
         mq_exchange = %settings.mq_exchange,
+        notifier_ws_url = %settings.notifier_ws_url.as_deref().map(url_for_log).unwrap_or_default(),
         "Configuration loaded successfully: sensor_ref={}, api_url={}",
         settings.sensor_ref,
         url_for_log(&settings.api_url)

@@ -10,11 +10,13 @@
 //! 4. read the token's claims: trigger refs in scope = the token's `metadata.trigger_types`
 //!    ∩ the refs the component handles (all of them without that claim); start token
 //!    renewal (which warns about an expired or nearly expired token at once);
-//! 5. connect to RabbitMQ: the topic exchange, the queue `sensor.<sensor_ref>`, its four
-//!    bindings, a prefetch, and consuming;
+//! 5. connect the rule-lifecycle transport the settings chose
+//!    ([`crate::platform::transport`]): RabbitMQ (the topic exchange, the queue
+//!    `sensor.<sensor_ref>`, its four bindings, a prefetch, and consuming) or the notifier
+//!    WebSocket (the handshake with the token, one subscription per trigger ref in scope);
 //! 6. then list the active rules of every ref in scope through the REST API and apply them,
-//!    with the `ATTUNE_SENSOR_TRIGGERS` rules, as one snapshot — since the queue is bound
-//!    first, no change made meanwhile is missed;
+//!    with the `ATTUNE_SENSOR_TRIGGERS` rules, as one snapshot — since the transport
+//!    receives first, no change made meanwhile is missed;
 //! 7. log `Timer sensor ready` with the number of rules running.
 //!
 //! While it runs, SIGHUP or a change of the component file swaps the component live (see
@@ -44,14 +46,15 @@ pub mod config;
 
 use crate::component::watch::{Triggers, POLL_EVERY};
 use crate::component::{Rule, Source};
-use crate::platform::api::{ApiClient, ApiRules, DEFAULT_REQUEST_TIMEOUT};
-use crate::platform::lifecycle::{self, Listener, ListenerConfig, Session};
+use crate::platform::api::{ApiClient, DEFAULT_REQUEST_TIMEOUT};
+use crate::platform::lifecycle::ListenerConfig;
+use crate::platform::notifier::NotifierConfig;
 use crate::platform::outbox::Outbox;
 use crate::platform::renewal;
 use crate::platform::token::{self, TokenHandle};
+use crate::platform::transport::{LifecycleTransport, TransportConfig};
 use crate::schedule::{swap, Clock, ClockGuard, RuleTable};
 use crate::support::blocking::TaskGuard;
-use crate::support::redact::url_for_log;
 use config::{log_settings, Settings};
 
 /// How long shutdown waits for pending events to be delivered.
@@ -93,8 +96,7 @@ pub struct Daemon {
     /// Where the component comes from, and what asks to swap it (see [`swap`]).
     swap_source: Source,
     swap_triggers: Triggers,
-    listener: Listener,
-    session: Session,
+    transport: LifecycleTransport,
     outbox: Outbox,
     renewal: Renewal,
 }
@@ -151,14 +153,13 @@ impl Daemon {
         };
         info!("Timer manager initialized");
         match Self::connect(&settings, api, scope, &started.clock).await {
-            Ok((table, listener, session)) => Ok(Daemon {
+            Ok((table, transport)) => Ok(Daemon {
                 clock: started.clock,
                 _clock_guard: started.clock_guard,
                 table,
                 swap_source: source,
                 swap_triggers: triggers,
-                listener,
-                session,
+                transport,
                 outbox: started.outbox,
                 renewal: started.renewal,
             }),
@@ -169,13 +170,13 @@ impl Daemon {
         }
     }
 
-    /// Steps 5 and 6 of the start: the rule table, the broker, and the first snapshot.
+    /// Steps 5 and 6 of the start: the rule table, the transport, and the first snapshot.
     async fn connect(
         settings: &Settings,
         api: ApiClient,
         scope: Vec<String>,
         clock: &Clock,
-    ) -> anyhow::Result<(RuleTable, Listener, Session)> {
+    ) -> anyhow::Result<(RuleTable, LifecycleTransport)> {
         let table = RuleTable::new(clock.clone(), scope);
         if !settings.sensor_triggers.is_empty() {
             let bootstrap: Vec<Rule> = settings
@@ -195,22 +196,24 @@ impl Daemon {
             table.set_bootstrap(bootstrap).await;
         }
 
-        let config = ListenerConfig::new(
-            &settings.mq_url,
-            &settings.mq_exchange,
-            &settings.sensor_ref,
-        );
-        let session = lifecycle::connect(&config).await.with_context(|| {
-            format!(
-                "Failed to connect to RabbitMQ at {}",
-                url_for_log(&settings.mq_url)
-            )
-        })?;
-        let listener = Listener::new(config, table.clone(), Arc::new(ApiRules::new(api)));
-        info!("Rule lifecycle listener initialized");
+        let config = match &settings.notifier_ws_url {
+            Some(url) => TransportConfig::NotifierWs(NotifierConfig::new(
+                url,
+                settings.allow_insecure_notifier_ws,
+            )),
+            None => TransportConfig::RabbitMq(ListenerConfig::new(
+                &settings.mq_url,
+                &settings.mq_exchange,
+                &settings.sensor_ref,
+            )),
+        };
+        let transport =
+            LifecycleTransport::connect(config, table.clone(), api, settings.input_limits)
+                .await?
+                .with_periodic_resync(settings.resync_interval);
 
-        if let Err(e) = listener.resync().await {
-            session.close(&listener.config().consumer_tag).await;
+        if let Err(e) = transport.resync().await {
+            transport.close().await;
             return Err(e.context("Failed to load active rules from the Attune API"));
         }
         let running = clock.len();
@@ -218,7 +221,7 @@ impl Daemon {
             rules_running = running,
             "Timer sensor ready: {running} rules running"
         );
-        Ok((table, listener, session))
+        Ok((table, transport))
     }
 
     pub fn clock(&self) -> &Clock {
@@ -237,15 +240,14 @@ impl Daemon {
             table,
             swap_source,
             swap_triggers,
-            listener,
-            session,
+            transport,
             outbox,
             renewal,
         } = self;
         let swap_watch = TaskGuard::new(swap::spawn_watch(table, swap_source, swap_triggers));
         info!("Starting rule lifecycle listener...");
-        listener
-            .run(session, async {
+        transport
+            .run(async {
                 shutdown.await;
                 info!("Shutting down");
             })

@@ -28,12 +28,13 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
-use crate::component::Rule;
+use super::feed::RuleFeed;
+pub use super::feed::{LifecycleKind, LifecycleMessage, ReconnectPolicy};
 use crate::schedule::{RuleSource, RuleTable, SnapshotReport};
-use crate::support::backoff::{Backoff, BackoffPolicy};
-use crate::support::redact::url_for_log;
+use crate::support::backoff::Backoff;
+use crate::support::redact::{excerpt, url_for_log};
 
 /// How long connecting and setting up the topology may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -82,87 +83,6 @@ impl ListenerConfig {
     }
 }
 
-/// Reconnect delays: 1 s doubling to 30 s (no jitter: one sensor, one broker), and a
-/// session that lasted `healthy_after` (30 s) starts them over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReconnectPolicy {
-    pub backoff: BackoffPolicy,
-    /// A session that lasted at least this long resets the delay.
-    pub healthy_after: Duration,
-}
-
-impl Default for ReconnectPolicy {
-    fn default() -> Self {
-        Self {
-            backoff: BackoffPolicy {
-                initial: Duration::from_secs(1),
-                max: Duration::from_secs(30),
-                jitter: false,
-            },
-            healthy_after: Duration::from_secs(30),
-        }
-    }
-}
-
-impl ReconnectPolicy {
-    /// A session ended after `lasted`: a healthy one resets the delay.
-    fn session_ended(&self, backoff: &mut Backoff, lasted: Duration) {
-        if lasted >= self.healthy_after {
-            backoff.reset();
-        }
-    }
-}
-
-/// What a lifecycle message says happened to a rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LifecycleKind {
-    Created,
-    Enabled,
-    Disabled,
-    Deleted,
-}
-
-impl LifecycleKind {
-    /// `RuleCreated`, `rule_created`, `rule.created` (any case) and likewise for the others.
-    pub fn parse(name: &str) -> Option<Self> {
-        let key: String = name
-            .chars()
-            .filter(|c| *c != '.' && *c != '_')
-            .flat_map(char::to_lowercase)
-            .collect();
-        match key.as_str() {
-            "rulecreated" => Some(Self::Created),
-            "ruleenabled" => Some(Self::Enabled),
-            "ruledisabled" => Some(Self::Disabled),
-            "ruledeleted" => Some(Self::Deleted),
-            _ => None,
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Created => "rule.created",
-            Self::Enabled => "rule.enabled",
-            Self::Disabled => "rule.disabled",
-            Self::Deleted => "rule.deleted",
-        }
-    }
-}
-
-/// A rule-lifecycle message, whichever shape it came in.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LifecycleMessage {
-    pub kind: LifecycleKind,
-    pub rule_id: i64,
-    pub rule_ref: String,
-    /// `None` when the message named none (empty): the component infers it from params.
-    pub trigger_ref: Option<String>,
-    /// `None` when absent or null (e.g. a payload too large to carry them).
-    pub trigger_params: Option<Value>,
-    /// For `Created`: whether the rule was created enabled (default true).
-    pub enabled: bool,
-}
-
 /// Why a message could not be read. The text never includes the message's content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MessageError {
@@ -204,13 +124,8 @@ pub fn parse_message(body: &[u8]) -> Result<LifecycleMessage, MessageError> {
     } else {
         return Err(MessageError::NoType);
     };
-    let kind = LifecycleKind::parse(type_name).ok_or_else(|| {
-        let mut shown: String = type_name.chars().take(64).collect();
-        if shown.len() < type_name.len() {
-            shown.push('…');
-        }
-        MessageError::Unhandled(shown)
-    })?;
+    let kind = LifecycleKind::parse(type_name)
+        .ok_or_else(|| MessageError::Unhandled(excerpt(type_name, 64)))?;
     let rule_id = fields
         .get("rule_id")
         .and_then(Value::as_i64)
@@ -229,7 +144,15 @@ pub fn parse_message(body: &[u8]) -> Result<LifecycleMessage, MessageError> {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
     };
-    let trigger_ref = text(fields, "trigger_ref").or_else(|| text(fields, "trigger_type"));
+    // Not trimmed: a ref with surrounding spaces is refused by the feed, clearly.
+    let untrimmed = |map: &Map<String, Value>, key: &str| {
+        map.get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.trim().is_empty())
+            .map(str::to_string)
+    };
+    let trigger_ref =
+        untrimmed(fields, "trigger_ref").or_else(|| untrimmed(fields, "trigger_type"));
     let trigger_params = fields
         .get("trigger_params")
         .filter(|p| !p.is_null())
@@ -370,17 +293,20 @@ async fn connect_inner(c: &ListenerConfig) -> Result<Session, lapin::Error> {
 /// The listener: owns the broker connection, feeds the rule table.
 pub struct Listener {
     config: ListenerConfig,
-    table: RuleTable,
-    source: Arc<dyn RuleSource>,
+    feed: RuleFeed,
 }
 
 impl Listener {
     pub fn new(config: ListenerConfig, table: RuleTable, source: Arc<dyn RuleSource>) -> Self {
         Self {
             config,
-            table,
-            source,
+            feed: RuleFeed::new(table, source),
         }
+    }
+
+    /// A listener that feeds `feed` (shared with the other transport's code).
+    pub(crate) fn with_feed(config: ListenerConfig, feed: RuleFeed) -> Self {
+        Self { config, feed }
     }
 
     pub fn config(&self) -> &ListenerConfig {
@@ -394,21 +320,7 @@ impl Listener {
 
     /// Loads every active rule in scope from the REST listing and applies it as a snapshot.
     pub async fn resync(&self) -> anyhow::Result<SnapshotReport> {
-        let rules = self.source.active_rules(self.table.scope()).await?;
-        let listed = rules.len();
-        let report = self.table.apply_snapshot(rules).await;
-        info!(
-            listed,
-            started = report.started,
-            replaced = report.replaced,
-            kept = report.kept,
-            stopped = report.stopped,
-            not_running = report.not_running,
-            running = report.running,
-            "Rules re-synced from the API: {} running",
-            report.running
-        );
-        Ok(report)
+        self.feed.resync().await
     }
 
     /// Consumes `session` until `shutdown` resolves; reconnects (with backoff, then a
@@ -518,98 +430,15 @@ impl Listener {
 
     /// Handles one delivery body. Never fails: problems are logged and the message dropped.
     pub async fn handle(&self, body: &[u8]) {
-        let message = match parse_message(body) {
-            Ok(message) => message,
-            Err(MessageError::Unhandled(kind)) => {
-                debug!("Ignoring a `{kind}` message");
-                return;
-            }
-            Err(e) => {
-                warn!(
-                    payload_bytes = body.len(),
-                    "Dropping a malformed rule lifecycle message: {e}"
-                );
-                return;
-            }
-        };
-        let LifecycleMessage {
-            kind,
-            rule_id,
-            rule_ref,
-            trigger_ref,
-            trigger_params,
-            enabled,
-        } = message;
-        if let Some(tr) = &trigger_ref {
-            if !self.table.in_scope(tr) {
-                debug!(
-                    rule_id,
-                    trigger_ref = %tr,
-                    "Ignoring {} for rule {rule_id}: not a trigger this sensor runs",
-                    kind.as_str()
-                );
-                return;
-            }
+        if !self.feed.admit_message(body.len(), "broker message") {
+            return;
         }
-        info!(
-            rule_id,
-            trigger_ref = trigger_ref.as_deref().unwrap_or(""),
-            "Rule lifecycle message: {} for rule {rule_id}",
-            kind.as_str()
-        );
-        match kind {
-            LifecycleKind::Created if !enabled => {
-                info!(rule_id, "Rule {rule_id} is disabled, not starting timer");
-                self.table.remove(rule_id).await;
-            }
-            LifecycleKind::Created | LifecycleKind::Enabled => match trigger_params {
-                Some(params) => {
-                    self.table
-                        .upsert(Rule {
-                            id: rule_id,
-                            r#ref: rule_ref,
-                            trigger_ref,
-                            trigger_params: params,
-                        })
-                        .await;
-                }
-                None => self.refetch(rule_id, trigger_ref).await,
-            },
-            LifecycleKind::Disabled | LifecycleKind::Deleted => {
-                self.table.remove(rule_id).await;
-            }
-        }
-    }
-
-    /// A create/enable without params (the platform drops them from oversize messages):
-    /// look the rule up in the REST listing instead of dropping it.
-    async fn refetch(&self, rule_id: i64, trigger_ref: Option<String>) {
-        warn!(
-            rule_id,
-            "Rule {rule_id} was enabled without trigger_params in the message; \
-             fetching it from the API's rules listing"
-        );
-        let refs = match trigger_ref {
-            Some(r) => vec![r],
-            None => self.table.scope().to_vec(),
-        };
-        match self.source.active_rules(&refs).await {
-            Ok(rules) => match rules.into_iter().find(|r| r.id == rule_id) {
-                Some(rule) => {
-                    self.table.upsert(rule).await;
-                }
-                None => {
-                    info!(
-                        rule_id,
-                        "Rule {rule_id} is not listed as active by the API; not running it"
-                    );
-                    self.table.remove(rule_id).await;
-                }
-            },
-            Err(e) => error!(
-                rule_id,
-                "Cannot fetch rule {rule_id} from the API ({e:#}); it will be picked up at the \
-                 next re-sync"
+        match parse_message(body) {
+            Ok(message) => self.feed.apply(message).await,
+            Err(MessageError::Unhandled(kind)) => debug!("Ignoring a `{kind}` message"),
+            Err(e) => warn!(
+                payload_bytes = body.len(),
+                "Dropping a malformed rule lifecycle message: {e}"
             ),
         }
     }

@@ -51,9 +51,31 @@ pub fn json_error_detail(e: &serde_json::Error) -> Detail {
     Detail(text)
 }
 
+/// A short, escaped excerpt of a value for an error log: at most `max_chars` characters,
+/// control characters and quotes escaped, `…` when cut. For values that may be quoted at all
+/// (never a token or params).
+pub fn excerpt(value: &str, max_chars: usize) -> String {
+    let mut out: String = value
+        .chars()
+        .take(max_chars)
+        .flat_map(char::escape_debug)
+        .collect();
+    if value.chars().nth(max_chars).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn excerpts_are_short_and_escaped() {
+        assert_eq!(excerpt("abc", 10), "abc");
+        assert_eq!(excerpt("a\nb\"c", 10), "a\\nb\\\"c");
+        assert_eq!(excerpt("abcdef", 3), "abc…");
+    }
 
     #[test]
     fn urls_log_as_origins_only() {
