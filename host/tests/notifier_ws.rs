@@ -9,8 +9,6 @@
 //! error frame otherwise), delivery only of `rule_lifecycle_changed` notifications whose
 //! trigger ref is subscribed, and Close frames with any code (4401 for an expired token).
 
-mod support;
-
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -27,11 +25,12 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tracing::instrument::WithSubscriber;
 
+use attune_testkit::fake_api::{make_jwt, now_unix, FakeApi, FakeOptions};
+use attune_testkit::logs::LogCapture;
 use attune_timer::daemon::config::{Settings, Transport};
 use attune_timer::daemon::Daemon;
 use attune_timer::platform::token::decode_claims;
 use attune_timer::schedule::Clock;
-use support::fake_api::{make_jwt, now_unix, FakeApi, FakeOptions, LogCapture};
 
 const ALL_REFS: [&str; 4] = [
     "core.intervaltimer",
