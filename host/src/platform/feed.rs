@@ -5,6 +5,8 @@
 //! notifier WebSocket (`notifier`) only read their wire and hand messages here, so the rule
 //! table cannot tell which transport runs.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,6 +68,59 @@ impl ReconnectPolicy {
     pub(crate) fn session_ended(&self, backoff: &mut Backoff, lasted: Duration) {
         if lasted >= self.healthy_after {
             backoff.reset();
+        }
+    }
+}
+
+/// The reconnect loop of every transport: waits out `backoff`, connects, and re-syncs
+/// `feed` from the REST listing (so nothing changed during the outage is missed), until
+/// both work — the new session — or `shutdown` resolves (`None`). A session whose re-sync
+/// failed is handed to `close`. `peer` names what is reconnected to, in the logs.
+pub(crate) async fn reconnect<S, C, CF, X, XF>(
+    peer: &str,
+    feed: &RuleFeed,
+    backoff: &mut Backoff,
+    mut shutdown: Pin<&mut impl Future<Output = ()>>,
+    mut connect: C,
+    mut close: X,
+) -> Option<S>
+where
+    C: FnMut() -> CF,
+    CF: Future<Output = anyhow::Result<S>>,
+    X: FnMut(S) -> XF,
+    XF: Future<Output = ()>,
+{
+    loop {
+        let delay = backoff.next_delay();
+        info!(
+            delay_ms = delay.as_millis() as u64,
+            "Reconnecting to {peer} in {delay:?}"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.as_mut() => return None,
+        }
+        let attempt = async {
+            let session = connect()
+                .await
+                .map_err(|e| format!("cannot connect: {e:#}"))?;
+            match feed.resync().await {
+                Ok(_) => Ok(session),
+                Err(e) => {
+                    close(session).await;
+                    Err(format!("cannot re-sync rules from the API: {e:#}"))
+                }
+            }
+        };
+        tokio::select! {
+            result = attempt => match result {
+                Ok(session) => {
+                    info!("Reconnected to {peer} and re-synced rules");
+                    return Some(session);
+                }
+                Err(why) => warn!("Reconnect failed: {why}"),
+            },
+            _ = shutdown.as_mut() => return None,
         }
     }
 }

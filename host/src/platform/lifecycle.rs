@@ -30,7 +30,7 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::feed::RuleFeed;
+use super::feed::{self, RuleFeed};
 pub use super::feed::{LifecycleKind, LifecycleMessage, ReconnectPolicy};
 use crate::schedule::{RuleSource, RuleTable, SnapshotReport};
 use crate::support::backoff::Backoff;
@@ -363,42 +363,18 @@ impl Listener {
     async fn reconnect(
         &self,
         backoff: &mut Backoff,
-        mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+        shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Option<Session> {
-        loop {
-            let delay = backoff.next_delay();
-            info!(
-                delay_ms = delay.as_millis() as u64,
-                "Reconnecting to RabbitMQ in {delay:?}"
-            );
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = shutdown.as_mut() => return None,
-            }
-            let attempt = async {
-                let session = self
-                    .connect()
-                    .await
-                    .map_err(|e| format!("cannot connect: {e:#}"))?;
-                match self.resync().await {
-                    Ok(_) => Ok(session),
-                    Err(e) => {
-                        session.close(&self.config.consumer_tag).await;
-                        Err(format!("cannot re-sync rules from the API: {e:#}"))
-                    }
-                }
-            };
-            tokio::select! {
-                result = attempt => match result {
-                    Ok(session) => {
-                        info!("Reconnected to RabbitMQ and re-synced rules");
-                        return Some(session);
-                    }
-                    Err(why) => warn!("Reconnect failed: {why}"),
-                },
-                _ = shutdown.as_mut() => return None,
-            }
-        }
+        let tag = &self.config.consumer_tag;
+        feed::reconnect(
+            "RabbitMQ",
+            &self.feed,
+            backoff,
+            shutdown,
+            || self.connect(),
+            |session: Session| async move { session.close(tag).await },
+        )
+        .await
     }
 
     async fn consume(

@@ -39,7 +39,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::{debug, error, info, warn};
 
 use super::api::ApiClient;
-use super::feed::{LifecycleKind, LifecycleMessage, ReconnectPolicy, RuleFeed};
+use super::feed::{self, LifecycleKind, LifecycleMessage, ReconnectPolicy, RuleFeed};
 use super::token::unix_now;
 use crate::schedule::SnapshotReport;
 use crate::support::backoff::Backoff;
@@ -360,42 +360,17 @@ impl NotifierListener {
     async fn reconnect(
         &self,
         backoff: &mut Backoff,
-        mut shutdown: Pin<&mut impl Future<Output = ()>>,
+        shutdown: Pin<&mut impl Future<Output = ()>>,
     ) -> Option<NotifierSession> {
-        loop {
-            let delay = backoff.next_delay();
-            info!(
-                delay_ms = delay.as_millis() as u64,
-                "Reconnecting to the notifier in {delay:?}"
-            );
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = shutdown.as_mut() => return None,
-            }
-            let attempt = async {
-                let session = self
-                    .connect()
-                    .await
-                    .map_err(|e| format!("cannot connect: {e:#}"))?;
-                match self.resync().await {
-                    Ok(_) => Ok(session),
-                    Err(e) => {
-                        session.close().await;
-                        Err(format!("cannot re-sync rules from the API: {e:#}"))
-                    }
-                }
-            };
-            tokio::select! {
-                result = attempt => match result {
-                    Ok(session) => {
-                        info!("Reconnected to the notifier and re-synced rules");
-                        return Some(session);
-                    }
-                    Err(why) => warn!("Reconnect failed: {why}"),
-                },
-                _ = shutdown.as_mut() => return None,
-            }
-        }
+        feed::reconnect(
+            "the notifier",
+            &self.feed,
+            backoff,
+            shutdown,
+            || self.connect(),
+            |session: NotifierSession| session.close(),
+        )
+        .await
     }
 
     async fn read(
