@@ -87,7 +87,7 @@ fn paths(code: &str) -> Vec<(String, Vec<String>)> {
             let end = rest
                 .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
                 .unwrap_or(rest.len());
-            let mut segments: Vec<String> = rest[..end]
+            let segments: Vec<String> = rest[..end]
                 .split("::")
                 .filter(|s| !s.is_empty())
                 .map(String::from)

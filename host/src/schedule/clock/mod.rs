@@ -710,6 +710,15 @@ struct Pass {
     next_deadline: Option<Instant>,
 }
 
+/// A prebuilt fire handed to the sink at its deadline, before its timer is updated.
+struct HandedOver {
+    deadline: Instant,
+    rule_id: i64,
+    generation: u64,
+    /// The tick after it, and that tick's deadline (see [`Ready::after`]).
+    after: Option<(DateTime<Utc>, Instant)>,
+}
+
 /// A fire released on time, for its log line.
 struct Released {
     rule_id: i64,
@@ -808,7 +817,12 @@ fn take_pass(shared: &Shared, build_cost: Duration) -> Option<Pass> {
                 if on_time && after.is_none_or(|(_, after)| after > now) =>
             {
                 chunk.push(event);
-                done.push((deadline, rule_id, generation, after));
+                done.push(HandedOver {
+                    deadline,
+                    rule_id,
+                    generation,
+                    after,
+                });
             }
             // Dealt with after the hand-over.
             slot => not_ready.push(((deadline, rule_id, generation), slot)),
@@ -838,7 +852,13 @@ fn take_pass(shared: &Shared, build_cost: Duration) -> Option<Pass> {
     }
     let mut released = Vec::with_capacity(done.len());
     let mut ended = 0;
-    for (_, rule_id, generation, after) in done {
+    for HandedOver {
+        rule_id,
+        generation,
+        after,
+        ..
+    } in done
+    {
         let Some(timer) = state.timers.get_mut(&rule_id) else {
             continue;
         };
@@ -900,16 +920,12 @@ fn take_pass(shared: &Shared, build_cost: Duration) -> Option<Pass> {
 }
 
 /// Hands a chunk of released events to the sink and records how late they reached it.
-fn hand_over(
-    shared: &Shared,
-    chunk: &mut Vec<Event>,
-    done: &[(Instant, i64, u64, Option<(DateTime<Utc>, Instant)>)],
-) {
+fn hand_over(shared: &Shared, chunk: &mut Vec<Event>, done: &[HandedOver]) {
     if chunk.is_empty() {
         return;
     }
     shared.sink.submit_all(std::mem::take(chunk));
-    shared.record_lateness(Instant::now(), done.iter().map(|d| d.0));
+    shared.record_lateness(Instant::now(), done.iter().map(|d| d.deadline));
 }
 
 fn log_fired(
