@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use attune_testkit::daemon::{envelope, flat, TestDaemon};
 use attune_testkit::fake_api::{FakeApi, FakeOptions};
 use attune_testkit::logs::LogCapture;
+use attune_testkit::machine::proc_mem;
 
 /// Polls `cond` every 20 ms for up to `within`.
 async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
@@ -455,5 +456,94 @@ async fn oversize_and_invalid_messages_are_refused_clearly() {
     assert!(text.contains("rule ids are positive"), "{text}");
     assert!(text.contains("has surrounding spaces"), "{text}");
     assert!(!text.contains("secret-") && !text.contains("hush-"));
+    d.stop().await.unwrap();
+}
+
+/// A flood of large and malformed lifecycle messages, round after round, each with a new
+/// rule id — invalid cron expressions of 2 MiB (over the default 1 MiB message cap), rules
+/// with 200 KiB params (over the default 64 KiB params cap), 512 KiB of malformed JSON —
+/// leaves nothing behind: memory stays flat from one round to the next, nothing of the flood
+/// runs, and a rule firing every second keeps every fire, on time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_large_and_malformed_messages_leaves_memory_flat_and_fires_on_time() {
+    let api = FakeApi::start(FakeOptions::default());
+    let bootstrap = json!([
+        {"id": 1, "trigger_ref": "core.intervaltimer", "config": {"interval": 1, "unit": "seconds"}}
+    ])
+    .to_string();
+    let d = TestDaemon::start(&api, &[("ATTUNE_SENSOR_TRIGGERS", &bootstrap)]).await;
+    let clock = d.clock.clone();
+    // The heap of this process (the daemon runs in it): what kept messages would grow.
+    let heap_kib = || proc_mem(std::process::id()).rss_anon_kib;
+    let huge_expression = "*".repeat(2 * 1024 * 1024);
+    let mut id = 1000;
+    let mut after_round = Vec::new();
+    clock.take_lateness();
+    for _round in 0..4 {
+        for _ in 0..8 {
+            id += 1;
+            let mut cron = rule_payload(id, Some(json!({"expression": huge_expression})));
+            cron["trigger_ref"] = json!("core.crontimer");
+            d.publish("rule.created", &envelope("RuleCreated", cron))
+                .await;
+            id += 1;
+            let mut params = every(60);
+            params["padding"] = json!("y".repeat(200 * 1024));
+            d.publish(
+                "rule.created",
+                &envelope("RuleCreated", rule_payload(id, Some(params))),
+            )
+            .await;
+            let mut junk = br#"{"message_type":"RuleCreated","payload":"#.to_vec();
+            junk.extend(std::iter::repeat_n(b'[', 512 * 1024));
+            d.publish_raw("rule.created", &junk).await;
+        }
+        assert!(
+            d.drained(Duration::from_secs(60)).await,
+            "the daemon keeps up with the flood"
+        );
+        after_round.push(heap_kib());
+    }
+    assert_eq!(clock.len(), 1, "nothing of the flood runs");
+    // Each round pushes 22 MiB through the daemon: kept, it would grow the heap by that
+    // much per round. The first round warms the buffers; after it, 16 MiB of slack over
+    // three rounds is for the allocator, not for 66 MiB of kept messages.
+    let growth_kib = after_round[3].saturating_sub(after_round[0]);
+    assert!(
+        growth_kib < 16 * 1024,
+        "the heap grew {growth_kib} KiB over three rounds (KiB after each: {after_round:?})"
+    );
+
+    // On time: a hand-over normally takes about a millisecond; 250 ms leaves room for a
+    // loaded CI machine, while a clock held up by the flood would be seconds late.
+    let lateness = clock.take_lateness();
+    assert!(
+        lateness.max() < 250_000_000,
+        "a fire reached the outbox {} ms late during the flood",
+        lateness.max() / 1_000_000
+    );
+    // Every fire: execution counts 1..=n all reach the API, none missed or doubled.
+    let fired = clock.timer(1).expect("rule 1 runs").execution_count;
+    assert!(
+        fired >= 2,
+        "the flood took at least two seconds ({fired} fires)"
+    );
+    let delivered = |api: &FakeApi| {
+        let mut counts: Vec<u64> = api
+            .events()
+            .iter()
+            .filter(|e| e.body["trigger_instance_id"] == "rule_1")
+            .filter_map(|e| e.body["payload"]["execution_count"].as_u64())
+            .collect();
+        counts.sort_unstable();
+        counts
+    };
+    assert!(eventually(WAIT, || delivered(&api).len() as u64 >= fired).await);
+    let counts = delivered(&api);
+    assert_eq!(
+        counts[..fired as usize],
+        (1..=fired).collect::<Vec<_>>()[..],
+        "every fire, once"
+    );
     d.stop().await.unwrap();
 }
