@@ -41,22 +41,8 @@ data comes from the pinned `tzdata` package, not the system's.
 Wall time (2 busy cores): about 20 s end to end for the default 1,500 cron + 1,200 RRULE
 cases (generation ~18 s, runner ~2 s with a release build).
 
-Makefile rule:
-
-    DIFF_VENV = tests/oracle/.venv
-
-    $(DIFF_VENV)/.installed: tests/oracle/requirements.txt
-    	python3 -m venv $(DIFF_VENV)
-    	$(DIFF_VENV)/bin/pip install --quiet -r tests/oracle/requirements.txt
-    	touch $@
-
-    # Randomized differential test (fixed seed) against croniter and python-dateutil.
-    differential: $(DIFF_VENV)/.installed
-    	$(CARGO) build $(PROFILE) -p conformance --bin conformance
-    	$(DIFF_VENV)/bin/python tests/oracle/differential.py \
-    	  --conformance target/release/conformance
-
-and `test: setup python-component differential` (plus `differential` in `.PHONY`).
+`make test` runs it after the cargo tests (with the runner they built); `make differential`
+runs it alone.
 """
 from __future__ import annotations
 
