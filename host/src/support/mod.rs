@@ -3,7 +3,8 @@
 //!
 //! - [`backoff`]: the one exponential backoff behind every retry (broker reconnects, event
 //!   delivery, token renewal).
-//! - [`blocking`]: running work on blocking threads with the caller's tracing subscriber.
+//! - [`blocking`]: running work on blocking threads with the caller's tracing subscriber,
+//!   and [`blocking::TaskGuard`], the owner that stops a background task when dropped.
 //! - [`redact`]: what may be shown of a URL or a JSON parse error in logs and messages.
 
 pub(crate) mod backoff;
