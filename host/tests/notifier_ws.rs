@@ -27,6 +27,7 @@ use tracing::instrument::WithSubscriber;
 
 use attune_testkit::fake_api::{make_jwt, now_unix, FakeApi, FakeOptions};
 use attune_testkit::logs::LogCapture;
+use attune_testkit::machine::proc_mem;
 use attune_timer::daemon::config::{Settings, Transport};
 use attune_timer::daemon::Daemon;
 use attune_timer::platform::token::decode_claims;
@@ -789,5 +790,108 @@ async fn bounded_input_over_the_websocket() {
     assert!(text.contains("rule ids are positive"), "{text}");
     assert!(text.contains("has surrounding spaces"), "{text}");
     assert!(!text.contains("secret-") && !text.contains("hush-"));
+    d.stop().await;
+}
+
+/// The flood of `lifecycle_messages.rs` over the WebSocket: round after round of 2 MiB
+/// frames (over the default 1 MiB message cap), rules with 200 KiB params (over the default
+/// 64 KiB params cap) and 512 KiB of malformed JSON, each with a new rule id. The heap stays
+/// flat from round to round, nothing of the flood runs, the session survives, and a rule
+/// firing every second keeps every fire, on time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_over_the_websocket_leaves_memory_flat_and_fires_on_time() {
+    let api = FakeApi::start(FakeOptions::default());
+    api.add_rule(1, "core.intervaltimer", every(1), true);
+    let notifier = FakeNotifier::start().await;
+    let d = WsDaemon::start(&api, &notifier, &token()).await;
+    let clock = d.clock.clone();
+    assert!(
+        eventually(WAIT, || notifier
+            .subscriptions()
+            .first()
+            .is_some_and(|s| s.len() == 4))
+        .await
+    );
+    let heap_kib = || proc_mem(std::process::id()).rss_anon_kib;
+    let huge_expression = "*".repeat(2 * 1024 * 1024);
+    let mut id = 1000;
+    let mut after_round = Vec::new();
+    clock.take_lateness();
+    let started = tokio::time::Instant::now();
+    while after_round.len() < 4
+        || (started.elapsed() < Duration::from_secs(5) && after_round.len() < 40)
+    {
+        for _ in 0..4 {
+            id += 1;
+            notifier.lifecycle(
+                "rule.created",
+                id,
+                "core.crontimer",
+                true,
+                Some(json!({"expression": huge_expression})),
+            );
+            id += 1;
+            let mut params = every(60);
+            params["padding"] = json!("y".repeat(200 * 1024));
+            notifier.lifecycle("rule.created", id, "core.intervaltimer", true, Some(params));
+            let mut junk = String::from(r#"{"type":"notification","payload":"#);
+            junk.push_str(&"[".repeat(512 * 1024));
+            notifier.send(Cmd::Text(junk));
+        }
+        // A small, valid rule after the round: once it runs, the round has been read.
+        id += 1;
+        let marker = id;
+        notifier.lifecycle(
+            "rule.created",
+            marker,
+            "core.intervaltimer",
+            true,
+            Some(every(3600)),
+        );
+        assert!(
+            eventually(Duration::from_secs(30), || clock.contains(marker)).await,
+            "the daemon keeps up with the flood"
+        );
+        after_round.push(heap_kib());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        clock.len(),
+        1 + after_round.len(),
+        "nothing of the flood runs (rule 1 and the markers do)"
+    );
+    assert_eq!(notifier.accepted(), 1, "the flood never ends the session");
+    // 11 MiB per round: kept, at least 33 MiB over the rounds after the first.
+    let growth_kib = after_round.last().unwrap().saturating_sub(after_round[0]);
+    assert!(
+        growth_kib < 16 * 1024,
+        "the heap grew {growth_kib} KiB over {} rounds (KiB after each: {after_round:?})",
+        after_round.len() - 1
+    );
+    // A hand-over takes about a millisecond; 250 ms is room for a loaded CI machine.
+    let lateness = clock.take_lateness();
+    assert!(
+        lateness.max() < 250_000_000,
+        "a fire reached the outbox {} ms late during the flood",
+        lateness.max() / 1_000_000
+    );
+    let fired = clock.timer(1).expect("rule 1 runs").execution_count;
+    assert!(fired >= 4, "five seconds of flood, {fired} fires");
+    let delivered = |api: &FakeApi| {
+        let mut counts: Vec<u64> = api
+            .events()
+            .iter()
+            .filter(|e| e.body["trigger_instance_id"] == "rule_1")
+            .filter_map(|e| e.body["payload"]["execution_count"].as_u64())
+            .collect();
+        counts.sort_unstable();
+        counts
+    };
+    assert!(eventually(WAIT, || delivered(&api).len() as u64 >= fired).await);
+    assert_eq!(
+        delivered(&api)[..fired as usize],
+        (1..=fired).collect::<Vec<_>>()[..],
+        "every fire, once"
+    );
     d.stop().await;
 }
