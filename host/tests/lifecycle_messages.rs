@@ -479,10 +479,10 @@ async fn a_flood_of_large_and_malformed_messages_leaves_memory_flat_and_fires_on
     let mut id = 1000;
     let mut after_round = Vec::new();
     clock.take_lateness();
-    // Round after round for five seconds (four rounds at least, forty at most), so that the
-    // rule fires several times while the flood goes on.
+    // Round after round for five seconds (twelve rounds at least, forty at most), so that
+    // the rule fires several times while the flood goes on.
     let started = tokio::time::Instant::now();
-    while after_round.len() < 4
+    while after_round.len() < 12
         || (started.elapsed() < Duration::from_secs(5) && after_round.len() < 40)
     {
         for _ in 0..4 {
@@ -512,13 +512,14 @@ async fn a_flood_of_large_and_malformed_messages_leaves_memory_flat_and_fires_on
     }
     assert_eq!(clock.len(), 1, "nothing of the flood runs");
     // Each round pushes 11 MiB through the daemon: kept, it would grow the heap by that
-    // much per round. The first round warms the buffers; after it, 16 MiB of slack over
-    // the rest (at least three rounds, 33 MiB if kept) is for the allocator.
-    let growth_kib = after_round.last().unwrap().saturating_sub(after_round[0]);
+    // much per round. The first four rounds warm the allocator; over the eight or more after
+    // them (88 MiB or more if kept), 32 MiB of slack is for the allocator and for the other
+    // tests of this file, which share the process's heap.
+    let growth_kib = after_round.last().unwrap().saturating_sub(after_round[3]);
     assert!(
-        growth_kib < 16 * 1024,
+        growth_kib < 32 * 1024,
         "the heap grew {growth_kib} KiB over {} rounds (KiB after each: {after_round:?})",
-        after_round.len() - 1
+        after_round.len() - 4
     );
 
     // On time: a hand-over normally takes about a millisecond; 250 ms leaves room for a

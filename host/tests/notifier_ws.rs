@@ -780,6 +780,15 @@ async fn bounded_input_over_the_websocket() {
     assert!(!clock.contains(5) && !clock.contains(6) && !clock.contains(0));
     assert_eq!(notifier.accepted(), 1, "refusals never end the session");
 
+    // The refusals are logged as they happen; the last may trail the clock's change.
+    assert!(
+        eventually(WAIT, || logs
+            .text()
+            .contains("Refusing rule.enabled for rule 1"))
+        .await,
+        "{}",
+        logs.text()
+    );
     let text = logs.text();
     assert!(
         text.contains("Refusing an oversize rule lifecycle message (notifier frame"),
@@ -818,7 +827,7 @@ async fn a_flood_over_the_websocket_leaves_memory_flat_and_fires_on_time() {
     let mut after_round = Vec::new();
     clock.take_lateness();
     let started = tokio::time::Instant::now();
-    while after_round.len() < 4
+    while after_round.len() < 12
         || (started.elapsed() < Duration::from_secs(5) && after_round.len() < 40)
     {
         for _ in 0..4 {
@@ -861,12 +870,13 @@ async fn a_flood_over_the_websocket_leaves_memory_flat_and_fires_on_time() {
         "nothing of the flood runs (rule 1 and the markers do)"
     );
     assert_eq!(notifier.accepted(), 1, "the flood never ends the session");
-    // 11 MiB per round: kept, at least 33 MiB over the rounds after the first.
-    let growth_kib = after_round.last().unwrap().saturating_sub(after_round[0]);
+    // 11 MiB per round: kept, 88 MiB or more over the rounds after the first four (which
+    // warm the allocator); 32 MiB of slack is for the allocator and the file's other tests.
+    let growth_kib = after_round.last().unwrap().saturating_sub(after_round[3]);
     assert!(
-        growth_kib < 16 * 1024,
+        growth_kib < 32 * 1024,
         "the heap grew {growth_kib} KiB over {} rounds (KiB after each: {after_round:?})",
-        after_round.len() - 1
+        after_round.len() - 4
     );
     // A hand-over takes about a millisecond; 250 ms is room for a loaded CI machine.
     let lateness = clock.take_lateness();
