@@ -464,8 +464,13 @@ async fn oversize_and_invalid_messages_are_refused_clearly() {
 /// with 200 KiB params (over the default 64 KiB params cap), 512 KiB of malformed JSON —
 /// leaves nothing behind: memory stays flat from one round to the next, nothing of the flood
 /// runs, and a rule firing every second keeps every fire, on time.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+///
+/// Like every test here that logs, it runs on one thread with its own capture of the logs:
+/// tracing decides once per log statement which subscribers want it, and a test logging with
+/// none could leave the statements it reaches first disabled for the tests that capture.
+#[tokio::test]
 async fn a_flood_of_large_and_malformed_messages_leaves_memory_flat_and_fires_on_time() {
+    let (_logs, _guard) = LogCapture::start("info");
     let api = FakeApi::start(FakeOptions::default());
     let bootstrap = json!([
         {"id": 1, "trigger_ref": "core.intervaltimer", "config": {"interval": 1, "unit": "seconds"}}

@@ -807,8 +807,13 @@ async fn bounded_input_over_the_websocket() {
 /// 64 KiB params cap) and 512 KiB of malformed JSON, each with a new rule id. The heap stays
 /// flat from round to round, nothing of the flood runs, the session survives, and a rule
 /// firing every second keeps every fire, on time.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+///
+/// Like every test here that logs, it runs on one thread with its own capture of the logs:
+/// tracing decides once per log statement which subscribers want it, and a test logging with
+/// none could leave the statements it reaches first disabled for the tests that capture.
+#[tokio::test]
 async fn a_flood_over_the_websocket_leaves_memory_flat_and_fires_on_time() {
+    let (_logs, _guard) = LogCapture::start("info");
     let api = FakeApi::start(FakeOptions::default());
     api.add_rule(1, "core.intervaltimer", every(1), true);
     let notifier = FakeNotifier::start().await;
