@@ -326,36 +326,30 @@ impl Listener {
     /// Consumes `session` until `shutdown` resolves; reconnects (with backoff, then a
     /// re-sync) whenever the connection or channel is lost. Returns after closing the
     /// connection on shutdown.
-    pub async fn run(self, session: Session, shutdown: impl Future<Output = ()>) {
+    pub async fn run(self, mut session: Session, shutdown: impl Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut backoff = Backoff::new(self.config.reconnect.backoff);
-        let mut session = Some(session);
         loop {
-            let current = match session.take() {
-                Some(s) => s,
-                None => match self.reconnect(&mut backoff, shutdown.as_mut()).await {
-                    Some(s) => s,
-                    None => return,
-                },
-            };
             let started = Instant::now();
-            let (current, end) = self.consume(current, shutdown.as_mut()).await;
-            match end {
-                SessionEnd::Shutdown => {
-                    info!("Stopped consuming rule lifecycle messages");
-                    current.close(&self.config.consumer_tag).await;
-                    return;
-                }
-                SessionEnd::Lost(why) => {
-                    self.config
-                        .reconnect
-                        .session_ended(&mut backoff, started.elapsed());
-                    warn!("Lost the RabbitMQ session: {why}; reconnecting");
-                    // Usually the connection is gone already; if only the channel or the
-                    // consumer is, this closes what is left.
-                    current.close(&self.config.consumer_tag).await;
-                }
+            let (ended, end) = self.consume(session, shutdown.as_mut()).await;
+            if let SessionEnd::Lost(why) = &end {
+                self.config
+                    .reconnect
+                    .session_ended(&mut backoff, started.elapsed());
+                warn!("Lost the RabbitMQ session: {why}; reconnecting");
+            } else {
+                info!("Stopped consuming rule lifecycle messages");
             }
+            // After a loss the connection is usually gone already; if only the channel or
+            // the consumer is, this closes what is left.
+            ended.close(&self.config.consumer_tag).await;
+            if matches!(end, SessionEnd::Shutdown) {
+                return;
+            }
+            let Some(next) = self.reconnect(&mut backoff, shutdown.as_mut()).await else {
+                return;
+            };
+            session = next;
         }
     }
 

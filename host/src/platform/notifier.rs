@@ -316,20 +316,12 @@ impl NotifierListener {
 
     /// Reads `session` until `shutdown` resolves; reconnects (with backoff, then a re-sync)
     /// whenever the session ends. Closes the WebSocket on shutdown.
-    pub async fn run(self, session: NotifierSession, shutdown: impl Future<Output = ()>) {
+    pub async fn run(self, mut session: NotifierSession, shutdown: impl Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut backoff = Backoff::new(self.config.reconnect.backoff);
-        let mut session = Some(session);
         loop {
-            let current = match session.take() {
-                Some(s) => s,
-                None => match self.reconnect(&mut backoff, shutdown.as_mut()).await {
-                    Some(s) => s,
-                    None => return,
-                },
-            };
             let started = Instant::now();
-            match self.read(current, shutdown.as_mut()).await {
+            match self.read(session, shutdown.as_mut()).await {
                 SessionEnd::Shutdown => {
                     info!("Stopped following the notifier WebSocket");
                     return;
@@ -353,6 +345,10 @@ impl NotifierListener {
                     warn!("Lost the notifier WebSocket: {why}; reconnecting");
                 }
             }
+            session = match self.reconnect(&mut backoff, shutdown.as_mut()).await {
+                Some(next) => next,
+                None => return,
+            };
         }
     }
 
