@@ -10,20 +10,7 @@ use attune_testkit::daemon::{envelope, flat, TestDaemon};
 use attune_testkit::fake_api::{FakeApi, FakeOptions};
 use attune_testkit::logs::LogCapture;
 use attune_testkit::machine::proc_mem;
-
-/// Polls `cond` every 20 ms for up to `within`.
-async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if cond() {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use attune_testkit::wait::eventually;
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -538,18 +525,8 @@ async fn a_flood_of_large_and_malformed_messages_leaves_memory_flat_and_fires_on
     // Every fire: execution counts 1..=n all reach the API, none missed or doubled.
     let fired = clock.timer(1).expect("rule 1 runs").execution_count;
     assert!(fired >= 4, "five seconds of flood, {fired} fires");
-    let delivered = |api: &FakeApi| {
-        let mut counts: Vec<u64> = api
-            .events()
-            .iter()
-            .filter(|e| e.body["trigger_instance_id"] == "rule_1")
-            .filter_map(|e| e.body["payload"]["execution_count"].as_u64())
-            .collect();
-        counts.sort_unstable();
-        counts
-    };
-    assert!(eventually(WAIT, || delivered(&api).len() as u64 >= fired).await);
-    let counts = delivered(&api);
+    assert!(eventually(WAIT, || api.execution_counts(1).len() as u64 >= fired).await);
+    let counts = api.execution_counts(1);
     assert_eq!(
         counts[..fired as usize],
         (1..=fired).collect::<Vec<_>>()[..],

@@ -28,6 +28,7 @@ use tracing::instrument::WithSubscriber;
 use attune_testkit::fake_api::{make_jwt, now_unix, FakeApi, FakeOptions};
 use attune_testkit::logs::LogCapture;
 use attune_testkit::machine::proc_mem;
+use attune_testkit::wait::eventually;
 use attune_timer::daemon::config::{Settings, Transport};
 use attune_timer::daemon::Daemon;
 use attune_timer::platform::token::decode_claims;
@@ -393,19 +394,6 @@ impl WsDaemon {
             .expect("the daemon shut down within 20 s")
             .expect("no panic")
             .expect("a clean run");
-    }
-}
-
-async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if cond() {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -892,19 +880,9 @@ async fn a_flood_over_the_websocket_leaves_memory_flat_and_fires_on_time() {
     );
     let fired = clock.timer(1).expect("rule 1 runs").execution_count;
     assert!(fired >= 4, "five seconds of flood, {fired} fires");
-    let delivered = |api: &FakeApi| {
-        let mut counts: Vec<u64> = api
-            .events()
-            .iter()
-            .filter(|e| e.body["trigger_instance_id"] == "rule_1")
-            .filter_map(|e| e.body["payload"]["execution_count"].as_u64())
-            .collect();
-        counts.sort_unstable();
-        counts
-    };
-    assert!(eventually(WAIT, || delivered(&api).len() as u64 >= fired).await);
+    assert!(eventually(WAIT, || api.execution_counts(1).len() as u64 >= fired).await);
     assert_eq!(
-        delivered(&api)[..fired as usize],
+        api.execution_counts(1)[..fired as usize],
         (1..=fired).collect::<Vec<_>>()[..],
         "every fire, once"
     );

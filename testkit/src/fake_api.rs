@@ -348,6 +348,19 @@ impl FakeApi {
     // --- recordings ---
 
     /// Events created (successful posts only), in order.
+    /// The `execution_count`s of the events received for rule `rule_id`, sorted.
+    pub fn execution_counts(&self, rule_id: i64) -> Vec<u64> {
+        let instance = format!("rule_{rule_id}");
+        let mut counts: Vec<u64> = self
+            .events()
+            .iter()
+            .filter(|e| e.body["trigger_instance_id"] == instance.as_str())
+            .filter_map(|e| e.body["payload"]["execution_count"].as_u64())
+            .collect();
+        counts.sort_unstable();
+        counts
+    }
+
     pub fn events(&self) -> Vec<RecordedEvent> {
         self.with(|s| s.events.clone())
     }

@@ -10,6 +10,7 @@
 //! | [`rules`] | the rule builders |
 //! | [`machine`] | process and machine figures for the benches (Linux `/proc`) |
 //! | [`bench`] | what the benches share: the argument parser, the readiness line, JSON reports |
+//! | [`wait`] | [`wait::eventually`]: poll a condition in real time, bounded |
 
 pub mod bench;
 pub mod daemon;
@@ -18,3 +19,4 @@ pub mod logs;
 pub mod machine;
 pub mod rules;
 pub mod sink;
+pub mod wait;
