@@ -12,6 +12,7 @@
 //! | [`platform`] | the Attune side: API client, token and its renewal, the outbox, the rule-lifecycle transport |
 //! | [`schedule`] | the rule table, the clock, live component swap, and the events they produce |
 //! | [`component`] | finding, loading, checking and calling a timer component in its sandbox |
+//! | [`store`] | the state store: undelivered events and rules' timer state, in SQLite |
 //! | `support` | small helpers every layer shares: backoff, blocking calls, redaction |
 
 pub mod app;
@@ -19,4 +20,5 @@ pub mod component;
 pub mod daemon;
 pub mod platform;
 pub mod schedule;
+pub mod store;
 pub(crate) mod support;

@@ -62,11 +62,33 @@ then, except for the ATTUNE_TIMER_* and ATTUNE_OUTBOX_* variables, which it may 
                                      default: $XDG_CACHE_HOME/attune-timer-sensor, else
                                      ~/.cache/attune-timer-sensor. Compiled-component cache;
                                      off, none or disabled turns it off.
+  ATTUNE_STATE_DIR [state_dir]       default: $STATE_DIRECTORY (systemd), else
+                                     $XDG_STATE_HOME/attune-timer-sensor, else
+                                     ~/.local/state/attune-timer-sensor (--state-dir
+                                     overrides). The state store (SQLite, state.db): events not
+                                     yet delivered and each rule's timer state survive crashes
+                                     and restarts. One daemon per directory. off, none or
+                                     disabled keeps state in memory only.
   ATTUNE_OUTBOX_CAPACITY [outbox_capacity]
-                                     default: 100000. Events queued or being delivered at
-                                     once; more are refused with an error log (1-10000000).
+                                     default: 100000. Events held in memory, queued or being
+                                     delivered; with a state store more wait on disk, without
+                                     one more are refused with an error log (1-10000000).
   ATTUNE_OUTBOX_CONCURRENCY [outbox_concurrency]
                                      default: 8. Event requests in flight at once (1-256).
+  ATTUNE_OUTBOX_MAX_AGE [outbox_max_age]
+                                     default: 24h. An event the API has not taken this long
+                                     after it fired is dropped and logged (Failed to create
+                                     event). A duration: 90s, 15m, 24h, 2d, or seconds.
+  ATTUNE_OUTBOX_MAX_BYTES [outbox_max_bytes]
+                                     default: 1073741824 (1 GiB). With a state store: the
+                                     most payload bytes waiting on disk; over it the oldest
+                                     events are dropped and logged (at least 1048576).
+  ATTUNE_MISFIRE [misfire]           default: latest. Ticks missed while the daemon was down:
+                                     latest fires the most recent one once, all fires each
+                                     (oldest first, paced, at most 1000 per rule), skip fires
+                                     none. Only ticks within the grace fire.
+  ATTUNE_MISFIRE_GRACE [misfire_grace]
+                                     default: 1h. How old a missed tick may be and still fire.
   ATTUNE_RESYNC_INTERVAL_SECS [resync_interval_secs]
                                      default: 300. How often the rules are re-synced from the
                                      API's listing besides after every reconnect (0-86400;
@@ -120,6 +142,11 @@ struct Cli {
     /// relative to the start, e.g. "+5s" (local mode only). See examples/rules.json.
     #[arg(long, value_name = "FILE")]
     rules: Option<PathBuf>,
+    /// The state directory: undelivered events and timer states survive restarts there.
+    /// Overrides ATTUNE_STATE_DIR in daemon mode; in local mode (which otherwise keeps
+    /// state in memory) it keeps timer states across runs.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// Where local mode sends events.
     #[arg(long, value_enum, default_value_t = Sink::Stdout, requires = "rules")]
     sink: Sink,
@@ -227,6 +254,9 @@ fn run_daemon(cli: Cli) -> ExitCode {
     if let Some(component) = cli.component {
         settings.timer_component = Some(component);
     }
+    if let Some(dir) = cli.state_dir {
+        settings.state_dir = Some(dir);
+    }
     if let Err(e) = logging::init(&settings.log_level, settings.log_format) {
         eprintln!("Error: {:#}", anyhow::Error::from(e));
         return ExitCode::FAILURE;
@@ -281,6 +311,8 @@ fn run_local(cli: Cli, rules_file: PathBuf) -> ExitCode {
         limits: Default::default(),
         cache: compile_cache_from(&ProcessEnv),
         sensor_ref: env("ATTUNE_SENSOR_REF").unwrap_or_else(|| "core.timer_sensor".to_string()),
+        state_dir: cli.state_dir,
+        misfire: Default::default(),
     };
     let sink = LineSink::stdout();
     let result = tokio_runtime().and_then(|runtime| {

@@ -2,7 +2,7 @@
 //! imports another that (directly or not) imports it back.
 //!
 //! Layers, top to bottom: `app` → `daemon` → `platform` → `schedule` → `component` →
-//! `support` (see `src/lib.rs` and `ARCHITECTURE.md`). A module may use its own layer and
+//! `store` → `support` (see `src/lib.rs` and `ARCHITECTURE.md`). A module may use its own layer and
 //! the layers below it.
 //!
 //! The graph is read from the code (comments left out): every `crate::a::b…` and
@@ -14,8 +14,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const LAYERS: [&str; 6] = [
+const LAYERS: [&str; 7] = [
     "support",
+    "store",
     "component",
     "schedule",
     "platform",

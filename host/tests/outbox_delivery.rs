@@ -107,8 +107,10 @@ async fn transient_failures_are_retried_until_delivered() {
     assert!(logs.with_message("Failed to create event").is_empty());
 }
 
+/// No attempt count: an unreachable API is retried until the event is older than the
+/// outbox's maximum age, then the event is given up on and logged.
 #[tokio::test]
-async fn unreachable_api_is_retried_then_reported() {
+async fn unreachable_api_is_retried_until_the_event_is_too_old() {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -123,7 +125,7 @@ async fn unreachable_api_is_retried_then_reported() {
     let outbox = Outbox::start(
         client,
         OutboxOptions {
-            max_attempts: 3,
+            max_age: Duration::from_millis(600),
             ..fast()
         },
     );
@@ -134,11 +136,16 @@ async fn unreachable_api_is_retried_then_reported() {
     }
     let failed = failures_for(&logs, 4);
     assert_eq!(failed.len(), 1, "{}", logs.text());
-    assert_eq!(failed[0]["reason"], "retries exhausted");
-    assert_eq!(failed[0]["attempts"], 3);
     assert_eq!(
-        logs.with_message("Event creation failed, retrying").len(),
-        2
+        failed[0]["reason"],
+        "older than the outbox's maximum age (ATTUNE_OUTBOX_MAX_AGE)"
+    );
+    let attempts = failed[0]["attempts"].as_u64().unwrap();
+    // Retried well past the old fixed count of 10 (10–40 ms apart for 600 ms).
+    assert!(attempts > 10, "{attempts} attempts");
+    assert_eq!(
+        logs.with_message("Event creation failed, retrying").len() as u64,
+        attempts - 1
     );
     outbox.shutdown(Duration::from_secs(1)).await;
 }
@@ -418,17 +425,16 @@ async fn a_retried_failure_never_logs_the_words_operators_alert_on() {
     );
 }
 
-/// While shutting down, the flush's time budget bounds the retries, not the attempt count:
-/// an API that answers 503 to more attempts than `max_attempts` and then recovers within
-/// the budget still gets the event.
+/// While shutting down, the flush's time budget bounds the retries: an API that answers
+/// 503 for a few seconds into the flush and then recovers within the budget still gets
+/// the event.
 #[tokio::test]
-async fn a_shutdown_flush_retries_past_the_attempt_count_within_its_budget() {
+async fn a_shutdown_flush_retries_for_its_whole_budget() {
     let fake = FakeApi::start(FakeOptions::default());
     fake.fail_next_events(12, 503);
     let outbox = Outbox::start(
         api(&fake, "tok", DEFAULT_REQUEST_TIMEOUT),
         OutboxOptions {
-            max_attempts: 3,
             // Without shutdown, the next retry would come a minute later.
             initial_backoff: Duration::from_secs(60),
             max_backoff: Duration::from_secs(60),

@@ -184,6 +184,24 @@ pub fn default_token() -> String {
     make_jwt(now + 3600, now, Some(&ALL_REFS))
 }
 
+/// A fresh state directory under the system's temporary directory (not created).
+pub fn test_state_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(unique(TEST_STATE_PREFIX))
+}
+
+const TEST_STATE_PREFIX: &str = "attune-timer-test-state";
+
+/// Removes a state directory [`test_state_dir`] made, and nothing else.
+pub fn remove_test_state_dir(dir: &std::path::Path) {
+    let ours = dir.starts_with(std::env::temp_dir())
+        && dir
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(TEST_STATE_PREFIX));
+    if ours {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// The environment of a test daemon: the fake API, the test broker, a unique sensor ref
 /// and exchange. `extra` adds or replaces variables.
 pub fn test_env(api: &FakeApi, extra: &[(&str, &str)]) -> HashMap<String, String> {
@@ -200,6 +218,9 @@ pub fn test_env(api: &FakeApi, extra: &[(&str, &str)]) -> HashMap<String, String
                 .display()
                 .to_string(),
         ),
+        // A state store of its own (removed when a TestDaemon stops), as a real deployment
+        // has one.
+        ("ATTUNE_STATE_DIR", test_state_dir().display().to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -227,6 +248,10 @@ impl Drop for TestDaemon {
     fn drop(&mut self) {
         if !self.cleaned {
             delete_now(self.queue(), self.exchange().to_string());
+        }
+        // The default per-test store goes; one a test chose (to restart on it) stays.
+        if let Some(dir) = &self.settings.state_dir {
+            remove_test_state_dir(dir);
         }
     }
 }

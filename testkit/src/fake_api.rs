@@ -441,6 +441,11 @@ impl FakeApi {
         self.with(|s| s.event_failures.extend(std::iter::repeat_n(status, n)));
     }
 
+    /// Event posts succeed again (the failures queued by `fail_next_events` are dropped).
+    pub fn clear_event_failures(&self) {
+        self.with(|s| s.event_failures.clear());
+    }
+
     /// The next `n` rule listings answer `status`.
     pub fn fail_next_rule_lists(&self, n: usize, status: u16) {
         self.with(|s| s.rule_list_failures.extend(std::iter::repeat_n(status, n)));

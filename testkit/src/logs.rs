@@ -72,4 +72,12 @@ impl LogCapture {
             .filter(|l| l["message"].as_str() == Some(message))
             .collect()
     }
+
+    /// The JSON lines whose `message` starts with `prefix`.
+    pub fn with_message_prefix(&self, prefix: &str) -> Vec<Value> {
+        self.lines()
+            .into_iter()
+            .filter(|l| l["message"].as_str().is_some_and(|m| m.starts_with(prefix)))
+            .collect()
+    }
 }

@@ -15,3 +15,11 @@ pub async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> boo
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// [`eventually`], failing the test with `what` when `cond` does not come true in time.
+pub async fn until(within: Duration, what: &str, cond: impl FnMut() -> bool) {
+    assert!(
+        eventually(within, cond).await,
+        "timed out waiting for: {what}"
+    );
+}

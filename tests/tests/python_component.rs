@@ -581,6 +581,8 @@ async fn local_mode_fires_events_with_the_python_component() {
         limits: Limits::default(),
         cache: cache(),
         sensor_ref: "core.timer_sensor".into(),
+        state_dir: None,
+        misfire: Default::default(),
     };
     // 3.5 s: three or four ticks of each rule. Only a lower bound is asserted, so a slow
     // machine cannot fail it by firing late; exact timing is the conformance suite's job.

@@ -40,7 +40,8 @@ use tracing::{error, info};
 
 use crate::component::watch::{Triggers, POLL_EVERY};
 use crate::component::{CompileCache, Limits, Rule, Source};
-use crate::schedule::{swap, Clock, Event, EventSink, RuleTable};
+use crate::schedule::{swap, Clock, ClockOptions, Event, EventSink, Misfire, RuleTable};
+use crate::store::{Store, StoreOptions};
 use crate::support::blocking::TaskGuard;
 
 /// What local mode runs.
@@ -53,6 +54,10 @@ pub struct LocalOptions {
     pub cache: CompileCache,
     /// The `sensor_ref` payloads carry.
     pub sensor_ref: String,
+    /// A state directory (`--state-dir`): timer states survive a restart, missed ticks go
+    /// through `misfire`. `None` (the default): state in memory only.
+    pub state_dir: Option<PathBuf>,
+    pub misfire: Misfire,
 }
 
 /// One rule in a local rules file.
@@ -209,6 +214,8 @@ pub async fn run(
         limits,
         cache,
         sensor_ref,
+        state_dir,
+        misfire,
     } = options;
     let source = Source {
         component,
@@ -217,7 +224,36 @@ pub async fn run(
     };
     let runtime = source.load_in_background().await?;
     let info = runtime.info().clone();
-    let clock = Clock::spawn(Arc::new(runtime), sink, sensor_ref);
+    let store = match state_dir {
+        Some(dir) => {
+            let store =
+                tokio::task::spawn_blocking(move || Store::open(&dir, &StoreOptions::default()))
+                    .await
+                    .context("the state store's opening task failed")?
+                    .context("cannot open the state store")?;
+            info!(state_dir = %store.dir().display(), "State store opened");
+            Some(store)
+        }
+        None => None,
+    };
+    let restored = match &store {
+        Some(store) => store
+            .load_rules()
+            .await
+            .context("cannot read timer states from the state store")?,
+        None => Default::default(),
+    };
+    let clock = Clock::spawn_with(
+        Arc::new(runtime),
+        sink,
+        sensor_ref,
+        ClockOptions {
+            store: store.clone(),
+            restored,
+            misfire,
+            utc_now: None,
+        },
+    );
     // Whatever way this function is left (an error, or its future dropped), the clock stops.
     let _clock_guard = clock.guard();
     // Relative times count from now that the clock runs, not from when the file was read.
@@ -253,6 +289,9 @@ pub async fn run(
     }
     drop(watch);
     clock.shutdown().await;
+    if let Some(store) = store {
+        store.close().await;
+    }
     Ok(())
 }
 

@@ -30,6 +30,7 @@ use tracing_subscriber::EnvFilter;
 use crate::component::{CompileCache, Limits};
 use crate::platform::feed::InputLimits;
 use crate::platform::outbox::OutboxOptions;
+use crate::schedule::{Misfire, MisfirePolicy};
 use crate::support::redact::{excerpt, json_error_detail, url_for_log, Detail};
 
 /// The default exchange name (the platform's sensor default; its API publishes to
@@ -40,8 +41,11 @@ pub const DEFAULT_MQ_EXCHANGE: &str = "attune";
 pub const DEFAULT_RESYNC_INTERVAL: Duration = Duration::from_secs(300);
 /// The default log level directive.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
-/// `ATTUNE_TIMER_CACHE_DIR` values that turn the compiled-component cache off.
+/// `ATTUNE_TIMER_CACHE_DIR` and `ATTUNE_STATE_DIR` values that turn the cache or the state
+/// store off.
 const CACHE_OFF: [&str; 3] = ["off", "none", "disabled"];
+/// The state directory's name under `$XDG_STATE_HOME` or `~/.local/state`.
+pub const STATE_DIR_NAME: &str = "attune-timer-sensor";
 
 /// Where the settings came from (logged as `config_source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,6 +228,14 @@ pub struct Settings {
     /// The largest lifecycle message (`ATTUNE_MAX_MESSAGE_BYTES`) and rule params
     /// (`ATTUNE_MAX_RULE_PARAMS_BYTES`) accepted; defaults [`InputLimits::default`].
     pub input_limits: InputLimits,
+    /// The state directory (`ATTUNE_STATE_DIR`, `--state-dir`; default [`default_state_dir`]);
+    /// `off`/`none`/`disabled` → `None`: nothing survives a restart.
+    pub state_dir: Option<PathBuf>,
+    /// `ATTUNE_OUTBOX_MAX_AGE` (default 24 h) and `ATTUNE_OUTBOX_MAX_BYTES` (default 1 GiB).
+    pub outbox_max_age: Duration,
+    pub outbox_max_bytes: u64,
+    /// `ATTUNE_MISFIRE` (default `latest`) and `ATTUNE_MISFIRE_GRACE` (default 1 h).
+    pub misfire: Misfire,
     pub source: ConfigSource,
 }
 
@@ -253,6 +265,10 @@ impl fmt::Debug for Settings {
             .field("outbox_concurrency", &self.outbox_concurrency)
             .field("resync_interval", &self.resync_interval)
             .field("input_limits", &self.input_limits)
+            .field("state_dir", &self.state_dir)
+            .field("outbox_max_age", &self.outbox_max_age)
+            .field("outbox_max_bytes", &self.outbox_max_bytes)
+            .field("misfire", &self.misfire)
             .field("source", &self.source)
             .finish()
     }
@@ -304,6 +320,14 @@ pub enum ConfigError {
         value: String,
         expected: &'static str,
     },
+    #[error("Invalid {var} '{value}': expected a duration such as 90s, 15m, 24h or 2d ({detail})")]
+    Duration {
+        var: &'static str,
+        value: String,
+        detail: String,
+    },
+    #[error("Invalid ATTUNE_MISFIRE '{0}': expected skip, latest or all")]
+    Misfire(String),
     #[error("Failed to initialise logging")]
     LoggingInit(#[source] Detail),
 }
@@ -355,6 +379,11 @@ struct Raw {
     resync_interval_secs: Option<String>,
     max_message_bytes: Option<String>,
     max_rule_params_bytes: Option<String>,
+    state_dir: Option<String>,
+    outbox_max_age: Option<String>,
+    outbox_max_bytes: Option<String>,
+    misfire: Option<String>,
+    misfire_grace: Option<String>,
 }
 
 /// The JSON object read by `--stdin-config`. Unknown keys are ignored.
@@ -402,6 +431,16 @@ struct StdinConfig {
     max_message_bytes: Option<Value>,
     #[serde(default)]
     max_rule_params_bytes: Option<Value>,
+    #[serde(default)]
+    state_dir: Option<String>,
+    #[serde(default)]
+    outbox_max_age: Option<Value>,
+    #[serde(default)]
+    outbox_max_bytes: Option<Value>,
+    #[serde(default)]
+    misfire: Option<String>,
+    #[serde(default)]
+    misfire_grace: Option<Value>,
 }
 
 fn non_blank(v: Option<String>) -> Option<String> {
@@ -540,6 +579,21 @@ impl Settings {
         if let Some(v) = parsed.max_rule_params_bytes.and_then(json_scalar_text) {
             raw.max_rule_params_bytes = Some(v);
         }
+        if let Some(v) = parsed.state_dir {
+            raw.state_dir = Some(v);
+        }
+        if let Some(v) = parsed.outbox_max_age.and_then(json_scalar_text) {
+            raw.outbox_max_age = Some(v);
+        }
+        if let Some(v) = parsed.outbox_max_bytes.and_then(json_scalar_text) {
+            raw.outbox_max_bytes = Some(v);
+        }
+        if let Some(v) = non_blank(parsed.misfire) {
+            raw.misfire = Some(v);
+        }
+        if let Some(v) = parsed.misfire_grace.and_then(json_scalar_text) {
+            raw.misfire_grace = Some(v);
+        }
         build(raw, env, cli, ConfigSource::Stdin)
     }
 
@@ -567,6 +621,8 @@ impl Settings {
         OutboxOptions {
             capacity: self.outbox_capacity,
             concurrency: self.outbox_concurrency,
+            max_age: self.outbox_max_age,
+            max_bytes: self.outbox_max_bytes,
             ..OutboxOptions::default()
         }
     }
@@ -645,6 +701,11 @@ fn read_limit_vars(env: &dyn Env, raw: &mut Raw) {
     raw.resync_interval_secs = non_blank(env.var("ATTUNE_RESYNC_INTERVAL_SECS"));
     raw.max_message_bytes = non_blank(env.var("ATTUNE_MAX_MESSAGE_BYTES"));
     raw.max_rule_params_bytes = non_blank(env.var("ATTUNE_MAX_RULE_PARAMS_BYTES"));
+    raw.state_dir = env.var("ATTUNE_STATE_DIR");
+    raw.outbox_max_age = non_blank(env.var("ATTUNE_OUTBOX_MAX_AGE"));
+    raw.outbox_max_bytes = non_blank(env.var("ATTUNE_OUTBOX_MAX_BYTES"));
+    raw.misfire = non_blank(env.var("ATTUNE_MISFIRE"));
+    raw.misfire_grace = non_blank(env.var("ATTUNE_MISFIRE_GRACE"));
 }
 
 /// Checks that `directive` is a valid tracing EnvFilter directive and builds the filter.
@@ -761,6 +822,30 @@ fn build(
         },
     };
     let cache_dir = cache_dir(raw.cache_dir.as_deref(), env);
+    let state_dir = state_dir(raw.state_dir.as_deref(), env);
+    let defaults = OutboxOptions::default();
+    let outbox_max_age = match &raw.outbox_max_age {
+        Some(v) => parse_duration("ATTUNE_OUTBOX_MAX_AGE", v)?,
+        None => defaults.max_age,
+    };
+    let outbox_max_bytes = match &raw.outbox_max_bytes {
+        Some(v) => parse_bounded(
+            "ATTUNE_OUTBOX_MAX_BYTES",
+            v,
+            1 << 20,
+            1 << 50,
+            "expected a whole number of bytes, at least 1048576",
+        )?,
+        None => defaults.max_bytes,
+    };
+    let mut misfire = Misfire::default();
+    if let Some(v) = &raw.misfire {
+        misfire.policy =
+            MisfirePolicy::parse(v).ok_or_else(|| ConfigError::Misfire(excerpt(v, 64)))?;
+    }
+    if let Some(v) = &raw.misfire_grace {
+        misfire.grace = parse_duration("ATTUNE_MISFIRE_GRACE", v)?;
+    }
 
     Ok(Settings {
         api_url,
@@ -780,6 +865,10 @@ fn build(
         outbox_concurrency,
         resync_interval,
         input_limits,
+        state_dir,
+        outbox_max_age,
+        outbox_max_bytes,
+        misfire,
         source,
     })
 }
@@ -809,6 +898,51 @@ fn cache_dir(setting: Option<&str>, env: &dyn Env) -> Option<PathBuf> {
 
 /// The compile cache `ATTUNE_TIMER_CACHE_DIR` in `env` asks for: what the commands that
 /// take no other settings (`check`, local mode) use, so the variable means the same there.
+/// A duration setting: `humantime`'s format (`90s`, `15m`, `24h`, `2d`, `1h 30m`), or a bare
+/// number of seconds.
+fn parse_duration(var: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(v).map_err(|e| ConfigError::Duration {
+        var,
+        value: excerpt(value, 64),
+        detail: e.to_string(),
+    })
+}
+
+/// The state directory: the setting if given (`off`, `none` or `disabled` → none), else
+/// [`default_state_dir`].
+fn state_dir(setting: Option<&str>, env: &dyn Env) -> Option<PathBuf> {
+    match setting.map(str::trim) {
+        Some(dir) if CACHE_OFF.contains(&dir.to_ascii_lowercase().as_str()) => None,
+        Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
+        _ => default_state_dir(env),
+    }
+}
+
+/// Where state is kept when `ATTUNE_STATE_DIR` is not set: `$STATE_DIRECTORY` (systemd's
+/// `StateDirectory=`; its first entry), else `$XDG_STATE_HOME/attune-timer-sensor`, else
+/// `$HOME/.local/state/attune-timer-sensor`; `None` without any of them.
+pub fn default_state_dir(env: &dyn Env) -> Option<PathBuf> {
+    let set = |key: &str| env.var(key).filter(|v| !v.trim().is_empty());
+    if let Some(dirs) = set("STATE_DIRECTORY") {
+        if let Some(first) = dirs.split(':').find(|d| !d.is_empty()) {
+            return Some(PathBuf::from(first));
+        }
+    }
+    if let Some(xdg) = set("XDG_STATE_HOME") {
+        return Some(PathBuf::from(xdg).join(STATE_DIR_NAME));
+    }
+    set("HOME").map(|home| {
+        PathBuf::from(home)
+            .join(".local")
+            .join("state")
+            .join(STATE_DIR_NAME)
+    })
+}
+
 pub fn compile_cache_from(env: &dyn Env) -> CompileCache {
     match cache_dir(env.var("ATTUNE_TIMER_CACHE_DIR").as_deref(), env) {
         Some(dir) => CompileCache::in_dir(dir),
@@ -911,6 +1045,11 @@ pub fn log_settings(settings: &Settings) {
         outbox_capacity = settings.outbox_capacity,
         outbox_concurrency = settings.outbox_concurrency,
         resync_interval_secs = settings.resync_interval.map_or(0, |d| d.as_secs()),
+        state_dir = %settings.state_dir.as_deref().map_or("off (memory only)".into(), |d| d.display().to_string()),
+        outbox_max_age_secs = settings.outbox_max_age.as_secs(),
+        outbox_max_bytes = settings.outbox_max_bytes,
+        misfire = settings.misfire.policy.as_str(),
+        misfire_grace_secs = settings.misfire.grace.as_secs(),
         "Configuration loaded"
     );
     tracing::info!(

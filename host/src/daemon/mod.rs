@@ -7,17 +7,20 @@
 //! 2. `GET /health` → `API connectivity verified`, or `Failed to connect to Attune API`;
 //! 3. load the timer component (embedded, or `ATTUNE_TIMER_COMPONENT`) with the configured
 //!    limits and compile cache;
-//! 4. read the token's claims: trigger refs in scope = the token's `metadata.trigger_types`
+//! 4. open the state store (`ATTUNE_STATE_DIR`; see [`crate::store`]): a locked, damaged
+//!    or newer store stops the start with a message saying so; what an earlier run left
+//!    (undelivered events, timer states) is loaded;
+//! 5. read the token's claims: trigger refs in scope = the token's `metadata.trigger_types`
 //!    ∩ the refs the component handles (all of them without that claim); start token
 //!    renewal (which warns about an expired or nearly expired token at once);
-//! 5. connect the rule-lifecycle transport the settings chose
+//! 6. connect the rule-lifecycle transport the settings chose
 //!    ([`crate::platform::transport`]): RabbitMQ (the topic exchange, the queue
 //!    `sensor.<sensor_ref>`, its four bindings, a prefetch, and consuming) or the notifier
 //!    WebSocket (the handshake with the token, one subscription per trigger ref in scope);
-//! 6. then list the active rules of every ref in scope through the REST API and apply them,
+//! 7. then list the active rules of every ref in scope through the REST API and apply them,
 //!    with the `ATTUNE_SENSOR_TRIGGERS` rules, as one snapshot — since the transport
 //!    receives first, no change made meanwhile is missed;
-//! 7. log `Timer sensor ready` with the number of rules running.
+//! 8. log `Timer sensor ready` with the number of rules running.
 //!
 //! While it runs, SIGHUP or a change of the component file swaps the component live (see
 //! [`crate::schedule::swap`]; the SIGHUP handler is installed first thing in startup).
@@ -31,8 +34,9 @@
 //!
 //! The run ([`Daemon::run`]) consumes lifecycle messages until the shutdown future
 //! resolves (SIGTERM or SIGINT in the binary, see [`shutdown_signal`]). Shutdown: stop
-//! consuming and close the broker connection, stop the clock, flush the outbox (at most
-//! [`FLUSH_WITHIN`]), stop token renewal, `Timer sensor has shut down gracefully`.
+//! consuming and close the broker connection, stop the clock (saving timer states), flush
+//! the outbox (at most [`FLUSH_WITHIN`]; with a store what is left stays journaled), close
+//! the store, stop token renewal, `Timer sensor has shut down gracefully`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -53,7 +57,8 @@ use crate::platform::outbox::Outbox;
 use crate::platform::renewal;
 use crate::platform::token::{self, TokenHandle};
 use crate::platform::transport::{LifecycleTransport, TransportConfig};
-use crate::schedule::{swap, Clock, ClockGuard, RuleTable};
+use crate::schedule::{swap, Clock, ClockGuard, ClockOptions, RuleTable};
+use crate::store::{Store, StoreOptions};
 use crate::support::blocking::TaskGuard;
 use config::{log_settings, Settings};
 
@@ -98,6 +103,7 @@ pub struct Daemon {
     swap_triggers: Triggers,
     transport: LifecycleTransport,
     outbox: Outbox,
+    store: Option<Store>,
     renewal: Renewal,
 }
 
@@ -134,21 +140,44 @@ impl Daemon {
         let runtime = source.load_in_background().await?;
         let component = runtime.info().clone();
 
+        let store = open_store(&settings).await?;
+        let restored = match &store {
+            Some(store) => store
+                .load_rules()
+                .await
+                .context("Cannot read timer states from the state store")?,
+            None => Default::default(),
+        };
+
         let scope = token::trigger_scope(&token.current(), &component.trigger_refs)?;
         info!(trigger_refs = ?scope, "Trigger refs in scope: {}", scope.join(", "));
 
         // From here on, tasks run: each is owned by `started` until the daemon takes them.
         let renewal = Renewal::start(api.clone());
-        let outbox = Outbox::start(api.clone(), settings.outbox_options());
-        let clock = Clock::spawn(
+        let outbox = match &store {
+            Some(store) => {
+                Outbox::start_durable(api.clone(), settings.outbox_options(), store.clone())
+                    .await
+                    .context("Cannot read the outbox's journal from the state store")?
+            }
+            None => Outbox::start(api.clone(), settings.outbox_options()),
+        };
+        let clock = Clock::spawn_with(
             Arc::new(runtime),
             outbox.sink(),
             settings.sensor_ref.clone(),
+            ClockOptions {
+                store: store.clone(),
+                restored,
+                misfire: settings.misfire,
+                utc_now: None,
+            },
         );
         let started = Started {
             clock_guard: clock.guard(),
             clock,
             outbox,
+            store,
             renewal,
         };
         info!("Timer manager initialized");
@@ -161,6 +190,7 @@ impl Daemon {
                 swap_triggers: triggers,
                 transport,
                 outbox: started.outbox,
+                store: started.store,
                 renewal: started.renewal,
             }),
             Err(e) => {
@@ -242,6 +272,7 @@ impl Daemon {
             swap_triggers,
             transport,
             outbox,
+            store,
             renewal,
         } = self;
         let swap_watch = TaskGuard::new(swap::spawn_watch(table, swap_source, swap_triggers));
@@ -258,10 +289,14 @@ impl Daemon {
         info!(
             delivered = report.delivered,
             failed = report.failed,
+            kept = report.kept,
             abandoned = report.abandoned.len(),
             elapsed_ms = report.elapsed.as_millis() as u64,
             "Outbox flushed"
         );
+        if let Some(store) = store {
+            store.close().await;
+        }
         renewal.stop().await;
         info!("Timer sensor has shut down gracefully");
         Ok(())
@@ -275,6 +310,7 @@ struct Started {
     clock: Clock,
     clock_guard: ClockGuard,
     outbox: Outbox,
+    store: Option<Store>,
     renewal: Renewal,
 }
 
@@ -283,9 +319,30 @@ impl Started {
     async fn stop(self) {
         self.clock.shutdown().await;
         self.outbox.shutdown(Duration::ZERO).await;
+        if let Some(store) = &self.store {
+            store.close().await;
+        }
         self.renewal.stop().await;
         drop(self.clock_guard);
     }
+}
+
+/// Opens the state store the settings name (on a blocking thread: it checks the file),
+/// or says loudly that nothing will survive a restart.
+async fn open_store(settings: &Settings) -> anyhow::Result<Option<Store>> {
+    let Some(dir) = settings.state_dir.clone() else {
+        warn!(
+            "No state directory (ATTUNE_STATE_DIR=off): undelivered events and timer states \
+             live in memory only and do not survive a restart"
+        );
+        return Ok(None);
+    };
+    let store = tokio::task::spawn_blocking(move || Store::open(&dir, &StoreOptions::default()))
+        .await
+        .context("The state store's opening task failed")?
+        .context("Cannot open the state store")?;
+    info!(state_dir = %store.dir().display(), "State store opened");
+    Ok(Some(store))
 }
 
 /// Starts the daemon and runs it until `shutdown` resolves. A shutdown during start-up

@@ -1,30 +1,41 @@
 //! The event outbox: fired events go out through the API asynchronously, so the clock never
-//! waits on the network.
+//! waits on the network — and, with a state store, nothing fired is lost to a crash, a
+//! restart or a long API outage (docs/durability.md).
 //!
-//! - [`EventSink::submit`] never blocks: it takes a slot (at most `capacity` events are
-//!   queued or being delivered) and hands the event to the dispatcher. With no slot free, or
-//!   after shutdown began, the event is refused with an error log.
+//! - [`EventSink::submit`] never blocks. It takes a slot (at most `capacity` events are in
+//!   memory, queued or being delivered) and hands the event to the dispatcher. With no slot
+//!   free the event is *spilled*: journaled on disk only, and loaded back, oldest first, as
+//!   slots free up (while any are spilled, new events queue behind them). Without a store,
+//!   an event that finds no slot — or any event after shutdown began — is refused with an
+//!   error log.
+//! - With a store, every accepted event is journaled (group commits on the store's thread;
+//!   the clock never waits for the disk) and removed once the API has answered for it. On
+//!   start, what an earlier run left is delivered first, oldest first, while new fires go
+//!   out beside it. Delivery is at-least-once: see docs/durability.md for when a duplicate
+//!   can happen.
 //! - At most `concurrency` requests are in flight; the API client keeps connections alive
 //!   and times each request out (30 s by default).
 //! - Transient failures (no response, timeouts, 5xx, 429, 408) are retried with exponential
 //!   backoff and equal jitter: the n-th retry waits between half and all of
 //!   `min(max_backoff, initial_backoff × 2ⁿ⁻¹)` (at least `Retry-After`, when the server
-//!   sent one, up to `max_backoff`). Defaults: 0.5 s doubling to 30 s, at most 10 attempts,
-//!   and no attempt starts more than 5 minutes after the first — about 2 minutes of waiting
-//!   when every attempt fails fast. A timed-out request may have created the event, so a
-//!   retry can duplicate it (the API has no idempotency key; docs/platform.md §1.8).
+//!   sent one, up to `max_backoff`). Defaults: 0.5 s doubling to 30 s. There is no attempt
+//!   count: an event waits until it is delivered or older than `max_age` (24 h by
+//!   default); a store also drops its oldest events when its journal is over `max_bytes`
+//!   (1 GiB by default). A timed-out request may have created the event, so a retry can
+//!   duplicate it (the API has no idempotency key; docs/platform.md §1.8).
 //! - 400, 401 (after the client's renew-and-retry), 403, 404, 422 and malformed successes
 //!   are never retried.
-//! - No event is dropped silently: every event that is not delivered — refused (outbox
-//!   full or closed), not retryable, out of retries, or abandoned at shutdown — is logged at
-//!   error level as `Failed to create event` with `rule_id`, `trigger_ref`, `scheduled_at`
-//!   and a `reason`. Each delivered one logs `Event created` with `event_id` and `rule_id`.
-//! - A retry logs a warning (`Event creation failed, retrying`) whose text never says
-//!   `Failed to create event`: that message means an event was given up on, nothing else.
+//! - No event is dropped silently: every event that is not delivered — refused (no store
+//!   and the outbox full, or closed), not retryable, too old, over the size limit, or
+//!   abandoned at shutdown without a store to keep it — is logged at error level as
+//!   `Failed to create event` with `rule_id`, `trigger_ref`, `scheduled_at` and a `reason`.
+//!   That message means an event was lost, nothing else. Each delivered one logs `Event
+//!   created` with `event_id` and `rule_id`.
+//! - A retry logs a warning (`Event creation failed, retrying`).
 //! - [`Outbox::shutdown`] stops accepting, keeps delivering (retries then wait at most
-//!   `flush_backoff`, and the attempt count no longer limits them: the flush time does)
-//!   until everything is done or the flush time is up, then aborts the rest and logs each
-//!   abandoned event.
+//!   `flush_backoff`) until everything is done or the flush time is up. Then, with a store,
+//!   what is left stays journaled for the next start (`Outbox events kept for the next
+//!   start`); without one, each is abandoned and logged.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -32,28 +43,39 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 use tracing::instrument::WithSubscriber;
 
 use super::api::{ApiClient, ApiError};
+use crate::schedule::event::Payload;
 use crate::schedule::{Event, EventSink};
+use crate::store::{DropReason, DroppedEvent, Store, StoreError, StoredEvent};
 use crate::support::backoff::BackoffPolicy;
 use crate::support::blocking::TaskGuard;
+
+/// How often the journal is held to `max_age` and `max_bytes`.
+const TRIM_EVERY: Duration = Duration::from_secs(1);
+/// Spilled events loaded back at a time, once that many slots are free.
+const REFILL_BATCH: usize = 1024;
 
 /// How the outbox delivers. See the module documentation for the retry policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxOptions {
-    /// Events queued or being delivered at once; more are refused. Default 100,000: room
-    /// for every fire of 100,000 rules due together while the API is slow.
+    /// Events in memory (queued or being delivered) at once; with a store, more are spilled
+    /// to disk, without one refused. Default 100,000: room for every fire of 100,000 rules
+    /// due together while the API is slow.
     pub capacity: usize,
     /// Requests in flight at once. Default 8.
     pub concurrency: usize,
-    /// Attempts per event, the first included. Default 10.
-    pub max_attempts: u32,
-    /// No attempt starts later than this after the first. Default 5 minutes.
-    pub max_retry_time: Duration,
+    /// An event not delivered this long after it was accepted is dropped, and logged.
+    /// Default 24 hours.
+    pub max_age: Duration,
+    /// With a store: the journal's payload bytes at most; over it, the oldest events are
+    /// dropped, and logged. Default 1 GiB.
+    pub max_bytes: u64,
     /// Wait before the first retry (before jitter). Default 500 ms.
     pub initial_backoff: Duration,
     /// Longest wait between attempts. Default 30 s.
@@ -67,8 +89,8 @@ impl Default for OutboxOptions {
         Self {
             capacity: 100_000,
             concurrency: 8,
-            max_attempts: 10,
-            max_retry_time: Duration::from_secs(300),
+            max_age: Duration::from_secs(24 * 3600),
+            max_bytes: 1 << 30,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
             flush_backoff: Duration::from_millis(250),
@@ -108,13 +130,16 @@ pub struct AbandonedEvent {
 /// What [`Outbox::shutdown`] did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FlushReport {
-    /// Events queued or in delivery when shutdown began.
+    /// Events queued, in delivery or spilled when shutdown began.
     pub pending_at_start: usize,
     /// Of those, delivered during the flush.
     pub delivered: u64,
     /// Of those, failed for good during the flush (logged).
     pub failed: u64,
-    /// Still undelivered when the flush time ran out (each logged).
+    /// Left journaled in the store for the next start.
+    pub kept: u64,
+    /// Still undelivered when the flush time ran out, with no store to keep them (each
+    /// logged).
     pub abandoned: Vec<AbandonedEvent>,
     pub elapsed: Duration,
 }
@@ -122,16 +147,18 @@ pub struct FlushReport {
 /// Counters since start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OutboxStats {
-    /// Accepted by `submit`.
+    /// Accepted by `submit` (spilled ones included).
     pub accepted: u64,
-    /// Refused by `submit` (full or closed).
+    /// Refused by `submit` (full without a store, or closed).
     pub refused: u64,
     pub delivered: u64,
-    /// Not retryable, or out of attempts.
+    /// Not retryable, too old or over the size limit.
     pub failed: u64,
     pub abandoned: u64,
-    /// Queued or being delivered now.
+    /// In memory: queued or being delivered now.
     pub pending: usize,
+    /// Journaled on disk only, waiting for a slot (an earlier run's included).
+    pub spilled: u64,
 }
 
 struct Pending {
@@ -143,13 +170,24 @@ struct Pending {
 struct Job {
     id: u64,
     event: Event,
+    /// When the outbox accepted it: the start of its age.
+    enqueued_at: DateTime<Utc>,
     _slot: OwnedSemaphorePermit,
+}
+
+/// What the dispatcher is told.
+enum Msg {
+    /// Events with a slot: deliver them.
+    Jobs(Vec<Job>),
+    /// Events without one: journal them for later.
+    Spill(Vec<StoredEvent>),
 }
 
 struct Shared {
     api: ApiClient,
     opts: OutboxOptions,
-    tx: mpsc::UnboundedSender<Vec<Job>>,
+    store: Option<Store>,
+    tx: mpsc::UnboundedSender<Msg>,
     slots: Arc<Semaphore>,
     in_flight: Semaphore,
     accepting: AtomicBool,
@@ -158,6 +196,8 @@ struct Shared {
     pending: Mutex<HashMap<u64, Pending>>,
     /// Events accepted but not yet received by the dispatcher.
     queued: AtomicUsize,
+    /// Events journaled on disk only (see [`Msg::Spill`]).
+    spilled: AtomicU64,
     next_id: AtomicU64,
     accepted: AtomicU64,
     refused: AtomicU64,
@@ -170,14 +210,26 @@ fn rfc3339(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-fn log_refused(event: &Event, reason: &str) {
+/// The one line that means an event is lost.
+fn log_lost(rule_id: i64, trigger_ref: &str, scheduled_at: &DateTime<Utc>, reason: &str) {
     tracing::error!(
-        rule_id = event.rule_id,
-        trigger_ref = %event.trigger_ref,
-        scheduled_at = %rfc3339(&event.scheduled_at),
+        rule_id,
+        trigger_ref = %trigger_ref,
+        scheduled_at = %rfc3339(scheduled_at),
         reason,
         "Failed to create event"
     );
+}
+
+fn stored(id: u64, event: &Event, enqueued_at: DateTime<Utc>) -> StoredEvent {
+    StoredEvent {
+        id,
+        rule_id: event.rule_id,
+        trigger_ref: event.trigger_ref.to_string(),
+        scheduled_at: event.scheduled_at,
+        enqueued_at,
+        payload: event.payload.as_raw().get().to_string(),
+    }
 }
 
 impl Shared {
@@ -189,10 +241,10 @@ impl Shared {
         self.submit_all(vec![event]);
     }
 
-    /// Takes a slot for each event (refusing, with an error log, those that find none)
-    /// and hands them to the dispatcher as one message. The clock releases every fire due
-    /// at the same moment together and this is on its path, so it does the least per
-    /// event; the dispatcher does the bookkeeping ([`Shared::track`]).
+    /// Takes a slot for each event and hands them to the dispatcher as one message; events
+    /// that find none are spilled (with a store) or refused (without). The clock releases
+    /// every fire due at the same moment together and this is on its path, so it does the
+    /// least per event; the dispatcher does the bookkeeping ([`Shared::track`]).
     fn submit_all(&self, events: Vec<Event>) {
         if !self.accepting.load(Ordering::Acquire) {
             for event in events {
@@ -200,42 +252,76 @@ impl Shared {
             }
             return;
         }
-        let mut all = self
-            .slots
-            .clone()
-            .try_acquire_many_owned(events.len() as u32)
-            .ok();
+        let enqueued_at = Utc::now();
         let first_id = self
             .next_id
             .fetch_add(events.len() as u64, Ordering::Relaxed);
+        // Spilled events go first: while any wait on disk, new ones queue behind them.
+        let behind_spill = self.store.is_some() && self.spilled.load(Ordering::Acquire) > 0;
+        let mut all = if behind_spill {
+            None
+        } else {
+            self.slots
+                .clone()
+                .try_acquire_many_owned(events.len() as u32)
+                .ok()
+        };
         let mut jobs = Vec::with_capacity(events.len());
+        let mut spill = Vec::new();
         for (i, event) in events.into_iter().enumerate() {
+            let id = first_id + i as u64;
             let slot = match all.as_mut() {
                 Some(all) => all.split(1),
                 // Not room for all: one at a time until the outbox is full.
-                None => self.slots.clone().try_acquire_owned().ok(),
+                None if spill.is_empty() && !behind_spill => {
+                    self.slots.clone().try_acquire_owned().ok()
+                }
+                None => None,
             };
-            let Some(slot) = slot else {
-                self.refuse(&event, "the outbox is full");
-                continue;
-            };
-            jobs.push(Job {
-                id: first_id + i as u64,
-                event,
-                _slot: slot,
-            });
+            match slot {
+                Some(slot) => jobs.push(Job {
+                    id,
+                    event,
+                    enqueued_at,
+                    _slot: slot,
+                }),
+                None if self.store.is_some() => spill.push(stored(id, &event, enqueued_at)),
+                None => self.refuse(&event, "the outbox is full"),
+            }
         }
-        let n = jobs.len();
+        let (n, spilled) = (jobs.len(), spill.len());
+        if spilled > 0 {
+            self.spilled.fetch_add(spilled as u64, Ordering::AcqRel);
+        }
         self.queued.fetch_add(n, Ordering::Relaxed);
-        match self.tx.send(jobs) {
-            Ok(()) => {
+        if n > 0 {
+            if let Err(mpsc::error::SendError(msg)) = self.tx.send(Msg::Jobs(jobs)) {
+                self.queued.fetch_sub(n, Ordering::Relaxed);
+                if let Msg::Jobs(jobs) = msg {
+                    for job in jobs {
+                        self.refuse(&job.event, "the outbox is shutting down");
+                    }
+                }
+            } else {
                 self.accepted.fetch_add(n as u64, Ordering::Relaxed);
             }
-            Err(mpsc::error::SendError(jobs)) => {
-                self.queued.fetch_sub(n, Ordering::Relaxed);
-                for job in jobs {
-                    self.refuse(&job.event, "the outbox is shutting down");
+        }
+        if spilled > 0 {
+            if let Err(mpsc::error::SendError(msg)) = self.tx.send(Msg::Spill(spill)) {
+                self.spilled.fetch_sub(spilled as u64, Ordering::AcqRel);
+                if let Msg::Spill(events) = msg {
+                    for e in events {
+                        self.refused.fetch_add(1, Ordering::Relaxed);
+                        log_lost(
+                            e.rule_id,
+                            &e.trigger_ref,
+                            &e.scheduled_at,
+                            "the outbox is shutting down",
+                        );
+                    }
                 }
+            } else {
+                self.accepted.fetch_add(spilled as u64, Ordering::Relaxed);
             }
         }
     }
@@ -253,16 +339,24 @@ impl Shared {
                 },
             );
         }
-        drop(pending);
-        self.queued.fetch_sub(jobs.len(), Ordering::Relaxed);
     }
 
     fn refuse(&self, event: &Event, reason: &str) {
         self.refused.fetch_add(1, Ordering::Relaxed);
-        log_refused(event, reason);
+        log_lost(
+            event.rule_id,
+            &event.trigger_ref,
+            &event.scheduled_at,
+            reason,
+        );
     }
 
+    /// An event is done with (delivered, or given up and logged): out of the journal, then
+    /// out of memory — in that order, so a refill never finds it journaled and not pending.
     fn finish(&self, id: u64) {
+        if let Some(store) = &self.store {
+            store.delete_events(vec![id]);
+        }
         self.pending_map().remove(&id);
     }
 }
@@ -285,7 +379,7 @@ impl EventSink for OutboxSink {
 
 /// The outbox. Start it inside a tokio runtime; stop it with [`Outbox::shutdown`], which
 /// flushes. Dropping it instead stops delivery at once (its owner is going away without a
-/// graceful stop, e.g. a start that failed halfway).
+/// graceful stop, e.g. a start that failed halfway); journaled events stay journaled.
 pub struct Outbox {
     shared: Arc<Shared>,
     dispatcher: TaskGuard,
@@ -293,8 +387,39 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Starts the dispatcher. Must be called within a tokio runtime.
+    /// Starts an outbox that keeps events in memory only. Must be called within a tokio
+    /// runtime.
     pub fn start(api: ApiClient, opts: OutboxOptions) -> Outbox {
+        Self::start_inner(api, opts, None, 1, 0)
+    }
+
+    /// Starts an outbox that journals events in `store`, and delivers first what an earlier
+    /// run left there. Must be called within a tokio runtime.
+    pub async fn start_durable(
+        api: ApiClient,
+        opts: OutboxOptions,
+        store: Store,
+    ) -> Result<Outbox, StoreError> {
+        let summary = store.journal_summary().await?;
+        if summary.events > 0 {
+            tracing::info!(
+                events = summary.events,
+                bytes = summary.bytes,
+                "Delivering {} events left in the state store by an earlier run",
+                summary.events
+            );
+        }
+        let outbox = Self::start_inner(api, opts, Some(store), summary.max_id + 1, summary.events);
+        Ok(outbox)
+    }
+
+    fn start_inner(
+        api: ApiClient,
+        opts: OutboxOptions,
+        store: Option<Store>,
+        first_id: u64,
+        stored: u64,
+    ) -> Outbox {
         let capacity = opts.capacity.clamp(1, Semaphore::MAX_PERMITS);
         let concurrency = opts.concurrency.clamp(1, Semaphore::MAX_PERMITS);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -302,6 +427,7 @@ impl Outbox {
         let shared = Arc::new(Shared {
             api,
             opts,
+            store,
             tx,
             slots: Arc::new(Semaphore::new(capacity)),
             in_flight: Semaphore::new(concurrency),
@@ -309,18 +435,25 @@ impl Outbox {
             flushing: watch::Sender::new(false),
             pending: Mutex::new(HashMap::new()),
             queued: AtomicUsize::new(0),
-            next_id: AtomicU64::new(1),
+            spilled: AtomicU64::new(stored),
+            next_id: AtomicU64::new(first_id),
             accepted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
         });
-        let dispatcher =
-            tokio::spawn(dispatch(shared.clone(), rx, stop_rx).with_current_subscriber());
+        let dispatcher = Dispatcher {
+            shared: shared.clone(),
+            tasks: JoinSet::new(),
+            running: HashMap::new(),
+            cursor: 0,
+            earlier_run: first_id - 1,
+        };
+        let task = tokio::spawn(dispatcher.run(rx, stop_rx).with_current_subscriber());
         Outbox {
             shared,
-            dispatcher: TaskGuard::new(dispatcher),
+            dispatcher: TaskGuard::new(task),
             stop,
         }
     }
@@ -346,11 +479,13 @@ impl Outbox {
             failed: s.failed.load(Ordering::Relaxed),
             abandoned: s.abandoned.load(Ordering::Relaxed),
             pending: s.pending_map().len() + s.queued.load(Ordering::Relaxed),
+            spilled: s.spilled.load(Ordering::Relaxed),
         }
     }
 
-    /// Stops accepting events, delivers what is pending for at most `flush_within`, then
-    /// abandons (and logs) the rest.
+    /// Stops accepting events and delivers what is pending for at most `flush_within`.
+    /// Then what is left stays journaled (with a store whose last commit succeeded) or is
+    /// abandoned, each logged.
     pub async fn shutdown(self, flush_within: Duration) -> FlushReport {
         let started = Instant::now();
         let Outbox {
@@ -359,7 +494,9 @@ impl Outbox {
             stop,
         } = self;
         shared.accepting.store(false, Ordering::Release);
-        let pending_at_start = shared.pending_map().len() + shared.queued.load(Ordering::Relaxed);
+        let spilled_at_start = shared.spilled.load(Ordering::Acquire) as usize;
+        let pending_at_start =
+            shared.pending_map().len() + shared.queued.load(Ordering::Relaxed) + spilled_at_start;
         let delivered_before = shared.delivered.load(Ordering::Relaxed);
         let failed_before = shared.failed.load(Ordering::Relaxed);
         tracing::info!(
@@ -373,37 +510,57 @@ impl Outbox {
         }
         let mut left: Vec<(u64, Pending)> = shared.pending_map().drain().collect();
         left.sort_by_key(|(id, _)| *id);
-        let abandoned: Vec<AbandonedEvent> = left
-            .into_iter()
-            .map(|(_, p)| {
-                tracing::error!(
-                    rule_id = p.rule_id,
-                    trigger_ref = %p.trigger_ref,
-                    scheduled_at = %rfc3339(&p.scheduled_at),
-                    reason = "abandoned at shutdown",
-                    "Failed to create event"
-                );
-                AbandonedEvent {
-                    rule_id: p.rule_id,
-                    trigger_ref: p.trigger_ref.to_string(),
-                    scheduled_at: p.scheduled_at,
-                }
-            })
-            .collect();
-        shared
-            .abandoned
-            .fetch_add(abandoned.len() as u64, Ordering::Relaxed);
-        let report = FlushReport {
-            pending_at_start,
-            delivered: shared.delivered.load(Ordering::Relaxed) - delivered_before,
-            failed: shared.failed.load(Ordering::Relaxed) - failed_before,
-            abandoned,
-            elapsed: started.elapsed(),
+        // With a store, what is left is journaled already; a last commit tells whether the
+        // journal holds it (a failing store may have missed some).
+        let kept_safely = match &shared.store {
+            Some(store) => store.flush().await.unwrap_or(false),
+            None => false,
         };
+        let mut report = FlushReport {
+            pending_at_start,
+            elapsed: Duration::ZERO,
+            ..FlushReport::default()
+        };
+        if kept_safely {
+            report.kept = left.len() as u64 + shared.spilled.load(Ordering::Acquire);
+        } else {
+            report.abandoned = left
+                .into_iter()
+                .map(|(_, p)| {
+                    let reason = if shared.store.is_some() {
+                        "abandoned at shutdown: the state store cannot be written"
+                    } else {
+                        "abandoned at shutdown"
+                    };
+                    log_lost(p.rule_id, &p.trigger_ref, &p.scheduled_at, reason);
+                    AbandonedEvent {
+                        rule_id: p.rule_id,
+                        trigger_ref: p.trigger_ref.to_string(),
+                        scheduled_at: p.scheduled_at,
+                    }
+                })
+                .collect();
+            shared
+                .abandoned
+                .fetch_add(report.abandoned.len() as u64, Ordering::Relaxed);
+            // Spilled ones were journaled by earlier commits, or lost with them.
+            report.kept = shared.spilled.load(Ordering::Acquire);
+        }
+        report.delivered = shared.delivered.load(Ordering::Relaxed) - delivered_before;
+        report.failed = shared.failed.load(Ordering::Relaxed) - failed_before;
+        report.elapsed = started.elapsed();
+        if report.kept > 0 {
+            tracing::info!(
+                kept = report.kept,
+                "Outbox events kept for the next start: {} events stay in the state store",
+                report.kept
+            );
+        }
         if report.abandoned.is_empty() {
             tracing::info!(
                 delivered = report.delivered,
                 failed = report.failed,
+                kept = report.kept,
                 "Event outbox flushed"
             );
         } else {
@@ -418,50 +575,244 @@ impl Outbox {
     }
 }
 
-async fn dispatch(
+/// The dispatcher task: starts a delivery per event, loads spilled events back as slots
+/// free up, and holds the journal to its limits.
+struct Dispatcher {
     shared: Arc<Shared>,
-    mut rx: mpsc::UnboundedReceiver<Vec<Job>>,
-    mut stop: oneshot::Receiver<Instant>,
-) {
-    let mut tasks = JoinSet::new();
-    let mut stop_live = true;
-    let deadline = loop {
-        tokio::select! {
-            d = &mut stop, if stop_live => match d {
-                Ok(deadline) => break deadline,
-                // Only while the Outbox is being dropped, which aborts this task too.
-                Err(_) => stop_live = false,
-            },
-            Some(jobs) = rx.recv() => {
-                shared.track(&jobs);
-                for job in jobs {
-                    tasks.spawn(deliver(shared.clone(), job).with_current_subscriber());
+    tasks: JoinSet<u64>,
+    /// Delivery tasks by event id, to stop one whose event the journal dropped.
+    running: HashMap<u64, AbortHandle>,
+    /// The last journal id a refill looked at.
+    cursor: u64,
+    /// Ids up to this were journaled by an earlier run: all are to be loaded.
+    earlier_run: u64,
+}
+
+impl Dispatcher {
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Msg>,
+        mut stop: oneshot::Receiver<Instant>,
+    ) {
+        let mut stop_live = true;
+        let mut trim_every = tokio::time::interval(TRIM_EVERY);
+        trim_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // At most one load and one trim in flight, each a request to the store's thread.
+        let mut loading: Option<BoxFuture<'static, Result<Vec<StoredEvent>, StoreError>>> = None;
+        let mut trimming: Option<BoxFuture<'static, Result<Vec<DroppedEvent>, StoreError>>> = None;
+        let store = self.shared.store.clone();
+        let deadline = loop {
+            if loading.is_none() && self.refill_wanted() {
+                loading = Some(self.load());
+            }
+            tokio::select! {
+                d = &mut stop, if stop_live => match d {
+                    Ok(deadline) => break deadline,
+                    // Only while the Outbox is being dropped, which aborts this task too.
+                    Err(_) => stop_live = false,
+                },
+                Some(msg) = rx.recv() => self.receive(msg),
+                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    if let Ok(id) = done {
+                        self.running.remove(&id);
+                    }
+                }
+                rows = async { loading.as_mut().expect("enabled when loading").await }, if loading.is_some() => {
+                    loading = None;
+                    self.refill(rows);
+                }
+                _ = trim_every.tick(), if store.is_some() && trimming.is_none() => {
+                    trimming = Some(self.trim_request());
+                }
+                dropped = async { trimming.as_mut().expect("enabled when trimming").await }, if trimming.is_some() => {
+                    trimming = None;
+                    self.trimmed(dropped);
                 }
             }
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        };
+        self.shared.flushing.send_replace(true);
+        rx.close();
+        while let Ok(msg) = rx.try_recv() {
+            self.receive(msg);
         }
-    };
-    shared.flushing.send_replace(true);
-    rx.close();
-    while let Ok(jobs) = rx.try_recv() {
-        shared.track(&jobs);
-        for job in jobs {
-            tasks.spawn(deliver(shared.clone(), job).with_current_subscriber());
+        let tasks = &mut self.tasks;
+        let drained = tokio::time::timeout_at(deadline, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            self.tasks.shutdown().await;
         }
     }
-    let drained = tokio::time::timeout_at(deadline, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tasks.shutdown().await;
+
+    fn receive(&mut self, msg: Msg) {
+        match msg {
+            Msg::Jobs(jobs) => {
+                self.shared.track(&jobs);
+                self.shared.queued.fetch_sub(jobs.len(), Ordering::Relaxed);
+                if let Some(store) = &self.shared.store {
+                    let records = jobs
+                        .iter()
+                        .map(|j| stored(j.id, &j.event, j.enqueued_at))
+                        .collect();
+                    store.insert_events(records, false);
+                }
+                for job in jobs {
+                    self.spawn(job);
+                }
+            }
+            Msg::Spill(events) => {
+                if let Some(store) = &self.shared.store {
+                    store.insert_events(events, true);
+                }
+            }
+        }
+    }
+
+    fn spawn(&mut self, job: Job) {
+        let id = job.id;
+        let handle = self
+            .tasks
+            .spawn(deliver(self.shared.clone(), job).with_current_subscriber());
+        self.running.insert(id, handle);
+    }
+
+    /// Whether to load spilled events back now: some wait, and a batch of slots is free.
+    fn refill_wanted(&self) -> bool {
+        self.shared.store.is_some()
+            && self.shared.spilled.load(Ordering::Acquire) > 0
+            && self.shared.slots.available_permits() >= REFILL_BATCH.min(self.shared.opts.capacity)
+    }
+
+    /// Asks the store for the next spilled events.
+    fn load(&self) -> BoxFuture<'static, Result<Vec<StoredEvent>, StoreError>> {
+        let store = self.shared.store.clone().expect("refills need a store");
+        let limit = self.shared.slots.available_permits().min(REFILL_BATCH);
+        let (cursor, earlier_run) = (self.cursor, self.earlier_run);
+        Box::pin(async move { store.load_events(cursor, earlier_run, limit).await })
+    }
+
+    fn refill(&mut self, rows: Result<Vec<StoredEvent>, StoreError>) {
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot load spilled events from the state store");
+                return;
+            }
+        };
+        if rows.is_empty() {
+            // Nothing past the cursor: look from the start once more (an event spilled out
+            // of id order), and if that finds nothing either, nothing is spilled.
+            if self.cursor == 0 {
+                self.shared.spilled.store(0, Ordering::Release);
+            }
+            self.cursor = 0;
+            return;
+        }
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in rows {
+            self.cursor = row.id;
+            if self.shared.pending_map().contains_key(&row.id) {
+                continue;
+            }
+            let _ = self
+                .shared
+                .spilled
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+            let payload = match Payload::from_text(row.payload) {
+                Ok(p) => p,
+                Err(_) => {
+                    log_lost(
+                        row.rule_id,
+                        &row.trigger_ref,
+                        &row.scheduled_at,
+                        "unreadable in the state store",
+                    );
+                    self.shared.failed.fetch_add(1, Ordering::Relaxed);
+                    self.shared.finish(row.id);
+                    continue;
+                }
+            };
+            let Ok(slot) = self.shared.slots.clone().try_acquire_owned() else {
+                // Cannot happen (only refills take slots without the clock's say); keep it
+                // for the next refill.
+                self.cursor = row.id - 1;
+                self.shared.spilled.fetch_add(1, Ordering::AcqRel);
+                break;
+            };
+            jobs.push(Job {
+                id: row.id,
+                event: Event {
+                    rule_id: row.rule_id,
+                    trigger_ref: row.trigger_ref.into(),
+                    payload,
+                    scheduled_at: row.scheduled_at,
+                },
+                enqueued_at: row.enqueued_at,
+                _slot: slot,
+            });
+        }
+        self.shared.track(&jobs);
+        for job in jobs {
+            self.spawn(job);
+        }
+    }
+
+    /// Asks the store to hold the journal to `max_age` and `max_bytes`.
+    fn trim_request(&self) -> BoxFuture<'static, Result<Vec<DroppedEvent>, StoreError>> {
+        let store = self.shared.store.clone().expect("trims need a store");
+        let opts = &self.shared.opts;
+        let older_than = chrono::Duration::from_std(opts.max_age)
+            .ok()
+            .and_then(|age| Utc::now().checked_sub_signed(age))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let max_bytes = opts.max_bytes;
+        Box::pin(async move { store.trim_events(older_than, max_bytes).await })
+    }
+
+    /// What the store dropped: their deliveries stop, and each is logged as lost.
+    fn trimmed(&mut self, dropped: Result<Vec<DroppedEvent>, StoreError>) {
+        let dropped = match dropped {
+            Ok(dropped) => dropped,
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot hold the state store's outbox to its limits");
+                return;
+            }
+        };
+        for DroppedEvent {
+            id,
+            rule_id,
+            trigger_ref,
+            scheduled_at,
+            reason,
+        } in dropped
+        {
+            let in_memory = self.shared.pending_map().remove(&id).is_some();
+            if in_memory {
+                if let Some(task) = self.running.remove(&id) {
+                    task.abort();
+                }
+            } else {
+                let _ =
+                    self.shared
+                        .spilled
+                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+            }
+            self.shared.failed.fetch_add(1, Ordering::Relaxed);
+            let reason = match reason {
+                DropReason::TooOld => "older than the outbox's maximum age (ATTUNE_OUTBOX_MAX_AGE)",
+                DropReason::OverSize => {
+                    "the outbox's journal is over its size limit (ATTUNE_OUTBOX_MAX_BYTES); oldest dropped first"
+                }
+            };
+            log_lost(rule_id, &trigger_ref, &scheduled_at, reason);
+        }
     }
 }
 
-async fn deliver(shared: Arc<Shared>, job: Job) {
+async fn deliver(shared: Arc<Shared>, job: Job) -> u64 {
     let opts = &shared.opts;
     let event = &job.event;
-    let first = Instant::now();
     let mut flushing = shared.flushing.subscribe();
     let mut attempt: u32 = 0;
     loop {
@@ -481,31 +832,27 @@ async fn deliver(shared: Arc<Shared>, job: Job) {
                     attempts = attempt,
                     "Event created"
                 );
-                return;
+                return job.id;
             }
             Err(e) => e,
         };
-        let out_of_time = first.elapsed() >= opts.max_retry_time;
-        // While shutting down, the flush's time budget is the bound, not the attempt count:
-        // an API that comes back a few seconds into the flush still gets every event.
-        let out_of_attempts = attempt >= opts.max_attempts && !*flushing.borrow();
-        if !error.is_transient() || out_of_attempts || out_of_time {
+        let age = (Utc::now() - job.enqueued_at).to_std().unwrap_or_default();
+        if !error.is_transient() || age >= opts.max_age {
             let reason = if !error.is_transient() {
                 "not retryable"
             } else {
-                "retries exhausted"
+                "older than the outbox's maximum age (ATTUNE_OUTBOX_MAX_AGE)"
             };
             log_failed(event, attempt, &error, reason);
             shared.failed.fetch_add(1, Ordering::Relaxed);
             shared.finish(job.id);
-            return;
+            return job.id;
         }
         let delay = opts.retry_delay(attempt, error.retry_after());
         tracing::warn!(
             rule_id = event.rule_id,
             trigger_ref = %event.trigger_ref,
             attempt,
-            max_attempts = opts.max_attempts,
             retry_in_ms = delay.as_millis() as u64,
             error = %error,
             "Event creation failed, retrying"
@@ -549,8 +896,6 @@ mod tests {
             bases,
             vec![500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
         );
-        // The whole default schedule waits at most ~2 minutes.
-        assert_eq!(bases.iter().sum::<u64>(), 121_500);
         for n in 1..=12 {
             let d = opts.retry_delay(n, None);
             let base = opts.backoff().base(n);

@@ -18,6 +18,7 @@ pub mod event;
 pub mod rules;
 pub mod swap;
 
-pub use clock::{Clock, ClockGuard, Prepared, ReplaceError, TimerStatus, ON_TIME};
+pub use clock::misfire::{Misfire, MisfirePolicy};
+pub use clock::{Clock, ClockGuard, ClockOptions, Prepared, ReplaceError, TimerStatus, ON_TIME};
 pub use event::{Event, EventSink};
 pub use rules::{Applied, RuleSource, RuleTable, SnapshotReport};

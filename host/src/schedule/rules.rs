@@ -252,6 +252,10 @@ impl RuleTable {
             }
         }
         report.running = self.inner.clock.len();
+        // Saved states of rules that went away (while the daemon was down, too) go now.
+        self.inner
+            .clock
+            .retain_states(state.entries.keys().copied().collect());
         report
     }
 
@@ -424,15 +428,32 @@ impl Ctx {
                 return self.out_of_scope(rule.clone(), trigger_ref.to_string());
             }
         }
-        let now = self.clock.now();
         let runtime = self.runtime();
-        let validated = runtime.validate(&rule, now).or_else(|e| match e {
-            CallError::Rule(_) => Err(e),
-            fault => {
-                warn!(rule_id = id, error = %fault, "Validating rule {id} failed; retrying once on a fresh instance");
-                runtime.validate(&rule, now)
-            }
-        });
+        let validate = |now| {
+            runtime.validate(&rule, now).or_else(|e| match e {
+                CallError::Rule(_) => Err(e),
+                fault => {
+                    warn!(rule_id = id, error = %fault, "Validating rule {id} failed; retrying once on a fresh instance");
+                    runtime.validate(&rule, now)
+                }
+            })
+        };
+        // A rule an earlier run saved the timer of is validated as of when that timer
+        // started (a one-shot whose time passed while the daemon was down is still the
+        // same rule); if it normalizes to the schedule saved, its timer carries on.
+        let restored =
+            self.clock
+                .restored_state(id)
+                .and_then(|saved| match validate(saved.started_at) {
+                    Ok(s) if s.trigger_ref == saved.trigger_ref && s.spec == saved.spec => {
+                        Some((s, saved))
+                    }
+                    _ => None,
+                });
+        let validated = match &restored {
+            Some((schedule, _)) => Ok(schedule.clone()),
+            None => validate(self.clock.now()),
+        };
         let schedule = match validated {
             Ok(schedule) => schedule,
             Err(CallError::Rule(refusal)) => {
@@ -465,7 +486,14 @@ impl Ctx {
             );
             return (rule, Outcome::Scheduled(identity), Applied::Kept);
         }
-        match self.clock.start(id, &rule.r#ref, schedule) {
+        let started = match &restored {
+            Some((_, saved)) => self
+                .clock
+                .prepare_restored(id, &rule.r#ref, schedule, saved)
+                .map(|prepared| self.clock.install(prepared)),
+            None => self.clock.start(id, &rule.r#ref, schedule),
+        };
+        match started {
             Ok(next_fire_at) => {
                 let applied = if existed {
                     Applied::Replaced { next_fire_at }

@@ -47,6 +47,15 @@
 //! `fired_at` is now), and its next fire is the schedule's first tick strictly after now. The
 //! ticks in between are skipped — no burst of catch-up events.
 //!
+//! # Restarts and missed ticks
+//!
+//! With a state store, each timer's `started_at`, last tick and `execution_count` are saved
+//! in batches (every [`PERSIST_EVERY`], and at shutdown). A rule restored with the same
+//! schedule ([`Clock::prepare_restored`]) keeps its phase and count, and the ticks it missed
+//! while the daemon was down go through the [`Misfire`] policy: a catch-up fire is computed
+//! when it fires (never prebuilt), logged as `Catch-up fire for rule` with the number of
+//! ticks it stands for, and under `all` paced [`CATCH_UP_PACE`] apart.
+//!
 //! # Faults
 //!
 //! A component call that fails (trap, CPU deadline, bad answer) is logged and retried once;
@@ -65,10 +74,11 @@
 //! [`crate::schedule::swap`].
 
 mod anchor;
+pub mod misfire;
 mod wait;
 
 use std::collections::VecDeque;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
@@ -82,10 +92,12 @@ use tracing::{debug, error, info, warn};
 
 use super::event::{Event, EventSink, Payload};
 use anchor::Anchor;
+use misfire::{Misfire, MisfirePolicy, Plan};
 use wait::PreciseWait;
 
 use crate::component::fault::{catch_host_panic, retry_after_fault};
 use crate::component::{CallError, Fire, Schedule, TimerKind, TimerRuntime};
+use crate::store::{RuleState, Store};
 use crate::support::blocking::{map_blocking, spawn_blocking_traced};
 
 /// At most this many late fires are computed in one pass, so a huge backlog is worked off
@@ -108,6 +120,23 @@ pub const ON_TIME: Duration = Duration::from_millis(5);
 const RELEASE_CHUNK: usize = 256;
 /// Time allowed for collecting and handing over one chunk (it takes tens of microseconds).
 const HAND_OVER: Duration = Duration::from_micros(100);
+/// How often changed timer states are saved to the store.
+pub const PERSIST_EVERY: Duration = Duration::from_secs(1);
+/// Catch-up fires of one rule under `ATTUNE_MISFIRE=all` are at least this far apart.
+pub const CATCH_UP_PACE: Duration = Duration::from_millis(10);
+
+/// What a clock starts with besides its component and sink. Defaults: no store, nothing
+/// restored, [`Misfire::default`], the current wall time.
+#[derive(Default)]
+pub struct ClockOptions {
+    /// Where timer states are saved.
+    pub store: Option<Store>,
+    /// Timer states saved by an earlier run, by rule id.
+    pub restored: HashMap<i64, RuleState>,
+    pub misfire: Misfire,
+    /// The current UTC time (tests pin it); `None`: the wall clock.
+    pub utc_now: Option<DateTime<Utc>>,
+}
 
 /// The scheduler. Cheap to clone: every clone drives the same timers.
 #[derive(Clone)]
@@ -133,6 +162,11 @@ struct Shared {
     task: Mutex<Option<JoinHandle<()>>>,
     /// How late each fire reached the sink, in nanoseconds (see [`Clock::take_lateness`]).
     lateness: Mutex<Histogram<u64>>,
+    store: Option<Store>,
+    /// States of an earlier run not yet claimed by a rule ([`Clock::restored_state`]).
+    restored: Mutex<HashMap<i64, RuleState>>,
+    misfire: Misfire,
+    persister: Mutex<Option<JoinHandle<()>>>,
 }
 
 #[derive(Default)]
@@ -150,6 +184,10 @@ struct State {
     builds: VecDeque<(i64, u64, DateTime<Utc>)>,
     next_generation: u64,
     stopped: bool,
+    /// Rules whose timer state changed since it was last saved (only with a store).
+    dirty: HashSet<i64>,
+    /// States of timers that ended (no fire left) since the last save.
+    ended: Vec<RuleState>,
 }
 
 struct Timer {
@@ -165,6 +203,32 @@ struct Timer {
     deadline: Instant,
     /// Fires so far.
     execution_count: u64,
+    /// The tick it last fired for.
+    last_tick: Option<DateTime<Utc>>,
+    /// Missed ticks still to fire (see [`misfire`]).
+    catch_up: Option<CatchUp>,
+}
+
+/// A timer's missed ticks being fired.
+#[derive(Debug, Clone)]
+struct CatchUp {
+    /// How many missed ticks the next fire stands for.
+    stands_for: u64,
+    /// The catch-up ticks after the next one, oldest first.
+    backlog: VecDeque<DateTime<Utc>>,
+}
+
+impl Timer {
+    fn state(&self, rule_id: i64) -> RuleState {
+        RuleState {
+            rule_id,
+            trigger_ref: self.schedule.trigger_ref.clone(),
+            spec: self.schedule.spec.clone(),
+            started_at: self.started_at,
+            last_tick: self.last_tick,
+            execution_count: self.execution_count,
+        }
+    }
 }
 
 /// A queue key: `(deadline, rule id, generation)`.
@@ -193,6 +257,7 @@ impl State {
     fn needs_build(&self, rule_id: i64, generation: u64, tick: DateTime<Utc>) -> bool {
         self.timers.get(&rule_id).is_some_and(|t| {
             t.generation == generation
+                && t.catch_up.is_none()
                 && t.next_at == tick
                 && matches!(
                     self.queue.get(&(t.deadline, rule_id, generation)),
@@ -215,6 +280,11 @@ impl Timer {
             deadline: self.deadline,
             execution_count: self.execution_count + 1,
             fired_at: None,
+            catch_up: self.catch_up.as_ref().map(|c| c.stands_for),
+            next_override: self
+                .catch_up
+                .as_ref()
+                .and_then(|c| c.backlog.front().copied()),
         }
     }
 }
@@ -228,6 +298,12 @@ pub struct Prepared {
     schedule: Arc<Schedule>,
     started_at: DateTime<Utc>,
     first: Option<DateTime<Utc>>,
+    /// Carried over from an earlier run (0 and `None` for a new timer).
+    execution_count: u64,
+    last_tick: Option<DateTime<Utc>>,
+    /// Missed ticks to fire first, and how many were missed.
+    catch_up: Vec<DateTime<Utc>>,
+    missed: u64,
 }
 
 impl Prepared {
@@ -251,6 +327,8 @@ pub struct TimerStatus {
     pub next_fire_at: DateTime<Utc>,
     /// Fires so far.
     pub execution_count: u64,
+    /// The tick it last fired for.
+    pub last_tick: Option<DateTime<Utc>>,
     /// Changes whenever the timer is (re)started.
     pub generation: u64,
 }
@@ -278,6 +356,10 @@ struct Job {
     /// When the fire happens: the tick for a prebuilt fire; `None` for "now, when the
     /// component is called".
     fired_at: Option<DateTime<Utc>>,
+    /// A catch-up fire: how many missed ticks it stands for.
+    catch_up: Option<u64>,
+    /// The next fire, when already known (the next catch-up tick).
+    next_override: Option<DateTime<Utc>>,
 }
 
 /// What the component said about one fire.
@@ -291,7 +373,7 @@ impl Clock {
     /// Starts the clock, anchored at the current wall time. Must be called inside a tokio
     /// runtime: it spawns the clock task.
     pub fn spawn(runtime: Arc<TimerRuntime>, sink: Arc<dyn EventSink>, sensor_ref: String) -> Self {
-        Self::spawn_at(runtime, sink, sensor_ref, Utc::now())
+        Self::spawn_with(runtime, sink, sensor_ref, ClockOptions::default())
     }
 
     /// Starts the clock with `utc_now` as the current UTC time (tests pin it).
@@ -301,6 +383,31 @@ impl Clock {
         sensor_ref: String,
         utc_now: DateTime<Utc>,
     ) -> Self {
+        Self::spawn_with(
+            runtime,
+            sink,
+            sensor_ref,
+            ClockOptions {
+                utc_now: Some(utc_now),
+                ..ClockOptions::default()
+            },
+        )
+    }
+
+    /// Starts the clock with a store, restored states and a misfire policy.
+    pub fn spawn_with(
+        runtime: Arc<TimerRuntime>,
+        sink: Arc<dyn EventSink>,
+        sensor_ref: String,
+        options: ClockOptions,
+    ) -> Self {
+        let ClockOptions {
+            store,
+            restored,
+            misfire,
+            utc_now,
+        } = options;
+        let utc_now = utc_now.unwrap_or_else(Utc::now);
         let shared = Arc::new(Shared {
             runtime: RwLock::new(runtime),
             batch: tokio::sync::Mutex::new(()),
@@ -315,10 +422,41 @@ impl Clock {
             running: watch::Sender::new(0),
             task: Mutex::new(None),
             lateness: Mutex::new(new_lateness_histogram()),
+            store,
+            restored: Mutex::new(restored),
+            misfire,
+            persister: Mutex::new(None),
         });
         let task = tokio::spawn(run(shared.clone()).with_current_subscriber());
         *shared.task.lock().expect("clock task lock") = Some(task);
+        if shared.store.is_some() {
+            let persister = tokio::spawn(persist(shared.clone()).with_current_subscriber());
+            *shared.persister.lock().expect("clock persister lock") = Some(persister);
+        }
         Self { shared }
+    }
+
+    /// The state an earlier run saved for a rule, if any is left unclaimed.
+    pub fn restored_state(&self, rule_id: i64) -> Option<RuleState> {
+        self.shared
+            .restored
+            .lock()
+            .expect("clock restored lock")
+            .get(&rule_id)
+            .cloned()
+    }
+
+    /// Forgets the saved state of every rule not in `keep` (after the first snapshot: rules
+    /// that went away while the daemon was down), and every unclaimed restored state.
+    pub fn retain_states(&self, keep: Vec<i64>) {
+        self.shared
+            .restored
+            .lock()
+            .expect("clock restored lock")
+            .clear();
+        if let Some(store) = &self.shared.store {
+            store.retain_rules(keep);
+        }
     }
 
     /// The current UTC time as the clock sees it (anchor + monotonic elapsed time).
@@ -404,6 +542,70 @@ impl Clock {
             schedule: Arc::new(schedule),
             started_at,
             first,
+            execution_count: 0,
+            last_tick: None,
+            catch_up: Vec::new(),
+            missed: 0,
+        })
+    }
+
+    /// Like [`prepare`](Self::prepare), for a rule whose state an earlier run saved, with
+    /// the same schedule: its phase (`started_at`) and count carry on, and the ticks it
+    /// missed go through the misfire policy. From a blocking thread.
+    pub fn prepare_restored(
+        &self,
+        rule_id: i64,
+        rule_ref: &str,
+        schedule: Schedule,
+        state: &RuleState,
+    ) -> Result<Prepared, CallError> {
+        self.shared
+            .restored
+            .lock()
+            .expect("clock restored lock")
+            .remove(&rule_id);
+        let now = self.now();
+        let runtime = self.runtime();
+        let started_at = state.started_at;
+        let next = |after: DateTime<Utc>| {
+            with_retry(rule_id, "next-fire", || {
+                runtime.next_fire(&schedule, started_at, after)
+            })
+        };
+        let first = next(state.last_tick.unwrap_or(started_at))?;
+        let plan = match first {
+            Some(first) => self.shared.misfire.plan(first, now, next)?,
+            None => Plan {
+                fire: Vec::new(),
+                missed: 0,
+                exact: true,
+                resume: None,
+            },
+        };
+        if plan.missed > 0 {
+            info!(
+                rule_id,
+                trigger_ref = %schedule.trigger_ref,
+                ticks_missed = plan.missed,
+                ticks_missed_exact = plan.exact,
+                catch_up_fires = plan.fire.len(),
+                misfire = self.shared.misfire.policy.as_str(),
+                "Rule {rule_id} missed {}{} ticks while the sensor was not running; {} catch-up fires",
+                if plan.exact { "" } else { "at least " },
+                plan.missed,
+                plan.fire.len()
+            );
+        }
+        Ok(Prepared {
+            rule_id,
+            rule_ref: rule_ref.into(),
+            first: plan.fire.first().copied().or(plan.resume),
+            schedule: Arc::new(schedule),
+            started_at,
+            execution_count: state.execution_count,
+            last_tick: state.last_tick,
+            catch_up: plan.fire,
+            missed: plan.missed,
         })
     }
 
@@ -417,6 +619,10 @@ impl Clock {
             schedule,
             started_at,
             first,
+            execution_count,
+            last_tick,
+            catch_up,
+            missed,
         } = prepared;
         let mut state = self.lock();
         if state.stopped {
@@ -435,7 +641,25 @@ impl Clock {
         };
         state.next_generation += 1;
         let generation = state.next_generation;
-        let deadline = self.shared.anchor.instant_at(next_at);
+        // Catch-up fires are due now (computed when they fire, never prebuilt).
+        let catch_up = (!catch_up.is_empty()).then(|| {
+            let mut backlog: VecDeque<_> = catch_up.into();
+            backlog.pop_front();
+            CatchUp {
+                // Under `all` each fire is its own tick; under `latest` one stands for all.
+                stands_for: if self.shared.misfire.policy == MisfirePolicy::All {
+                    1
+                } else {
+                    missed
+                },
+                backlog,
+            }
+        });
+        let deadline = if catch_up.is_some() {
+            Instant::now()
+        } else {
+            self.shared.anchor.instant_at(next_at)
+        };
         let earliest = state
             .queue
             .first_key_value()
@@ -453,9 +677,14 @@ impl Clock {
                 started_at,
                 next_at,
                 deadline,
-                execution_count: 0,
+                execution_count,
+                last_tick,
+                catch_up,
             },
         );
+        if self.shared.store.is_some() {
+            state.dirty.insert(rule_id);
+        }
         let idle = state.builds.is_empty();
         state.builds.push_back((rule_id, generation, next_at));
         self.publish_len(&state);
@@ -484,12 +713,19 @@ impl Clock {
         Ok(self.install(prepared))
     }
 
-    /// Stops a rule's timer. `false` when it had none (not an error).
+    /// Stops a rule's timer and forgets its saved state. `false` when it had none (not an
+    /// error).
     pub fn stop(&self, rule_id: i64) -> bool {
         let mut state = self.lock();
         let stopped = remove_timer(&mut state, rule_id).is_some();
+        state.dirty.remove(&rule_id);
+        state.ended.retain(|s| s.rule_id != rule_id);
         if stopped {
             self.publish_len(&state);
+        }
+        drop(state);
+        if let Some(store) = &self.shared.store {
+            store.delete_rules(vec![rule_id]);
         }
         stopped
     }
@@ -516,6 +752,7 @@ impl Clock {
             started_at: t.started_at,
             next_fire_at: t.next_at,
             execution_count: t.execution_count,
+            last_tick: t.last_tick,
             generation: t.generation,
         })
     }
@@ -536,6 +773,18 @@ impl Clock {
     /// Stops the clock: no fire starts after this returns. Fires already computed are
     /// handed to the sink first. Idempotent.
     pub async fn shutdown(&self) {
+        let persister = self
+            .shared
+            .persister
+            .lock()
+            .expect("clock persister lock")
+            .take();
+        if let Some(persister) = persister {
+            persister.abort();
+            let _ = persister.await;
+        }
+        // The last states, before the timers go: a restart carries on from here.
+        self.shared.save_states();
         let stopped = {
             let mut state = self.lock();
             state.stopped = true;
@@ -559,6 +808,15 @@ impl Clock {
     /// Stops the clock at once, without waiting for its task: what [`ClockGuard`] does when
     /// the clock's owner goes away without a [`shutdown`](Self::shutdown).
     pub fn abort(&self) {
+        if let Some(persister) = self
+            .shared
+            .persister
+            .lock()
+            .expect("clock persister lock")
+            .take()
+        {
+            persister.abort();
+        }
         {
             let mut state = self.lock();
             state.stopped = true;
@@ -616,6 +874,25 @@ impl Shared {
         self.publish_count(state.timers.len());
     }
 
+    /// Hands the states that changed since the last call to the store.
+    fn save_states(&self) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let states = {
+            let mut state = self.state.lock().expect("clock state lock");
+            let state = &mut *state;
+            let mut out = std::mem::take(&mut state.ended);
+            for id in state.dirty.drain() {
+                if let Some(timer) = state.timers.get(&id) {
+                    out.push(timer.state(id));
+                }
+            }
+            out
+        };
+        store.save_rules(states);
+    }
+
     /// Records the lateness of fires handed to the sink at `at`.
     fn record_lateness(&self, at: Instant, deadlines: impl Iterator<Item = Instant>) {
         let mut h = self.lateness.lock().expect("lateness lock");
@@ -644,9 +921,12 @@ impl Shared {
         let fired_at = job.fired_at.unwrap_or_else(|| self.anchor.now());
         // Strictly after now: a late clock fires the missed tick once and does not burst.
         let after = job.tick.max(fired_at);
-        let next = with_retry(job.rule_id, "next-fire", || {
-            runtime.next_fire(&job.schedule, job.started_at, after)
-        })?;
+        let next = match job.next_override {
+            Some(next) => Some(next),
+            None => with_retry(job.rule_id, "next-fire", || {
+                runtime.next_fire(&job.schedule, job.started_at, after)
+            })?,
+        };
         let fire = Fire {
             rule_id: job.rule_id,
             rule_ref: job.rule_ref.to_string(),
@@ -863,6 +1143,10 @@ fn take_pass(shared: &Shared, build_cost: Duration) -> Option<Pass> {
             continue;
         };
         timer.execution_count += 1;
+        timer.last_tick = Some(timer.next_at);
+        if shared.store.is_some() {
+            state.dirty.insert(rule_id);
+        }
         released.push(Released {
             rule_id,
             trigger_ref: timer.trigger_ref.clone(),
@@ -881,7 +1165,11 @@ fn take_pass(shared: &Shared, build_cost: Duration) -> Option<Pass> {
                 state.builds.push_back((rule_id, generation, after));
             }
             None => {
-                state.timers.remove(&rule_id);
+                if let Some(timer) = state.timers.remove(&rule_id) {
+                    if shared.store.is_some() {
+                        state.ended.push(timer.state(rule_id));
+                    }
+                }
                 ended += 1;
             }
         }
@@ -979,9 +1267,32 @@ async fn fire_late(shared: &Arc<Shared>, jobs: Vec<Job>) {
             match result {
                 Ok(f) => {
                     timer.execution_count = job.execution_count;
+                    timer.last_tick = Some(job.tick);
+                    if shared.store.is_some() {
+                        state.dirty.insert(job.rule_id);
+                    }
+                    // The next catch-up tick (paced), or back to the schedule.
+                    let paced = match timer.catch_up.as_mut() {
+                        Some(c) => {
+                            c.backlog.pop_front();
+                            c.stands_for = 1;
+                            true
+                        }
+                        None => false,
+                    };
+                    if paced && job.next_override.is_none() {
+                        timer.catch_up = None;
+                    }
                     match f.next {
                         Some(next_at) => {
-                            let deadline = shared.anchor.instant_at(next_at);
+                            let deadline = if timer.catch_up.is_some() {
+                                shared
+                                    .anchor
+                                    .instant_at(next_at)
+                                    .max(Instant::now() + CATCH_UP_PACE)
+                            } else {
+                                shared.anchor.instant_at(next_at)
+                            };
                             timer.next_at = next_at;
                             timer.deadline = deadline;
                             state
@@ -992,7 +1303,11 @@ async fn fire_late(shared: &Arc<Shared>, jobs: Vec<Job>) {
                                 .push_back((job.rule_id, job.generation, next_at));
                         }
                         None => {
-                            state.timers.remove(&job.rule_id);
+                            if let Some(timer) = state.timers.remove(&job.rule_id) {
+                                if shared.store.is_some() {
+                                    state.ended.push(timer.state(job.rule_id));
+                                }
+                            }
                             ended.push(job.rule_id);
                         }
                     }
@@ -1098,6 +1413,17 @@ fn submit_fired(shared: &Shared, fired: Vec<(Job, Fired)>) {
     shared.sink.submit_all(events);
     shared.record_lateness(Instant::now(), logs.iter().map(|l| l.0.deadline));
     for (job, fired_at, next, trigger_ref) in logs {
+        if let Some(ticks) = job.catch_up {
+            info!(
+                rule_id = job.rule_id,
+                trigger_ref = %trigger_ref,
+                scheduled_at = %job.tick.to_rfc3339(),
+                ticks_missed = ticks,
+                "Catch-up fire for rule {}: tick {} (stands for {ticks} missed)",
+                job.rule_id,
+                job.tick.to_rfc3339()
+            );
+        }
         log_fired(
             job.rule_id,
             &trigger_ref,
@@ -1124,5 +1450,15 @@ fn log_failed(failed: Vec<(Job, CallError)>) {
             "Timer for rule {} stopped: {why}",
             job.rule_id
         );
+    }
+}
+
+/// Saves changed timer states every [`PERSIST_EVERY`] (the clock's own task, with a store).
+async fn persist(shared: Arc<Shared>) {
+    let mut every = tokio::time::interval(PERSIST_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        shared.save_states();
     }
 }
