@@ -252,6 +252,7 @@ pub async fn run(
             restored,
             misfire,
             utc_now: None,
+            wall: None,
         },
     );
     // Whatever way this function is left (an error, or its future dropped), the clock stops.

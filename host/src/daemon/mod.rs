@@ -171,6 +171,7 @@ impl Daemon {
                 restored,
                 misfire: settings.misfire,
                 utc_now: None,
+                wall: None,
             },
         );
         let started = Started {

@@ -19,6 +19,7 @@ pub mod rules;
 pub mod swap;
 
 pub use clock::misfire::{Misfire, MisfirePolicy};
+pub use clock::wall::{SystemWall, WallClock};
 pub use clock::{Clock, ClockGuard, ClockOptions, Prepared, ReplaceError, TimerStatus, ON_TIME};
 pub use event::{Event, EventSink};
 pub use rules::{Applied, RuleSource, RuleTable, SnapshotReport};

@@ -37,8 +37,8 @@
 //! starts: `instant(t) = anchor.instant + (t − anchor.utc)`. So an interval rule started at
 //! `s` fires for the k-th time at exactly `s + k × interval` on the monotonic clock: the
 //! component computes absolute ticks from the rule's start time, and the clock never adds
-//! an interval to "now". Wall-clock steps (NTP, manual changes) after start are not followed:
-//! the daemon's UTC "now" is the anchor plus monotonic elapsed time.
+//! an interval to "now". The anchor is taken anew when the wall clock steps or the machine
+//! was suspended (see [`wall`]).
 //!
 //! # Late fires
 //!
@@ -76,6 +76,7 @@
 mod anchor;
 pub mod misfire;
 mod wait;
+pub mod wall;
 
 use std::collections::VecDeque;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -94,6 +95,7 @@ use super::event::{Event, EventSink, Payload};
 use anchor::Anchor;
 use misfire::{Misfire, MisfirePolicy, Plan};
 use wait::PreciseWait;
+use wall::{SystemWall, WallClock, CHECK_EVERY, STEP_THRESHOLD};
 
 use crate::component::fault::{catch_host_panic, retry_after_fault};
 use crate::component::{CallError, Fire, Schedule, TimerKind, TimerRuntime};
@@ -136,6 +138,9 @@ pub struct ClockOptions {
     pub misfire: Misfire,
     /// The current UTC time (tests pin it); `None`: the wall clock.
     pub utc_now: Option<DateTime<Utc>>,
+    /// The wall clock to follow (see [`wall`]). `None`: the system's, unless `utc_now` is
+    /// pinned (then steps are not looked for).
+    pub wall: Option<Arc<dyn WallClock>>,
 }
 
 /// The scheduler. Cheap to clone: every clone drives the same timers.
@@ -153,7 +158,8 @@ struct Shared {
     batch: tokio::sync::Mutex<()>,
     sink: Arc<dyn EventSink>,
     sensor_ref: String,
-    anchor: Anchor,
+    /// Replaced only when the wall clock steps (see [`wall`]), while `batch` is held.
+    anchor: RwLock<Anchor>,
     state: Mutex<State>,
     /// Wakes the clock task when an earlier deadline arrives or on shutdown.
     notify: Notify,
@@ -166,7 +172,8 @@ struct Shared {
     /// States of an earlier run not yet claimed by a rule ([`Clock::restored_state`]).
     restored: Mutex<HashMap<i64, RuleState>>,
     misfire: Misfire,
-    persister: Mutex<Option<JoinHandle<()>>>,
+    /// The persister and the wall-clock follower.
+    helpers: Mutex<Vec<JoinHandle<()>>>,
 }
 
 #[derive(Default)]
@@ -216,6 +223,27 @@ struct CatchUp {
     stands_for: u64,
     /// The catch-up ticks after the next one, oldest first.
     backlog: VecDeque<DateTime<Utc>>,
+}
+
+impl CatchUp {
+    /// The catch-up of a plan's `fire` ticks (the first is the timer's next tick); `None`
+    /// when there are none.
+    fn new(fire: Vec<DateTime<Utc>>, missed: u64, policy: MisfirePolicy) -> Option<CatchUp> {
+        if fire.is_empty() {
+            return None;
+        }
+        let mut backlog: VecDeque<_> = fire.into();
+        backlog.pop_front();
+        Some(CatchUp {
+            // Under `all` each fire is its own tick; under `latest` one stands for all.
+            stands_for: if policy == MisfirePolicy::All {
+                1
+            } else {
+                missed
+            },
+            backlog,
+        })
+    }
 }
 
 impl Timer {
@@ -406,17 +434,23 @@ impl Clock {
             restored,
             misfire,
             utc_now,
+            wall,
         } = options;
-        let utc_now = utc_now.unwrap_or_else(Utc::now);
+        let wall = match (wall, utc_now) {
+            (Some(wall), _) => Some(wall),
+            (None, None) => Some(Arc::new(SystemWall) as Arc<dyn WallClock>),
+            (None, Some(_)) => None,
+        };
+        let utc_now = utc_now.unwrap_or_else(|| wall.as_ref().map_or_else(Utc::now, |w| w.now()));
         let shared = Arc::new(Shared {
             runtime: RwLock::new(runtime),
             batch: tokio::sync::Mutex::new(()),
             sink,
             sensor_ref,
-            anchor: Anchor {
+            anchor: RwLock::new(Anchor {
                 utc: utc_now,
                 instant: Instant::now(),
-            },
+            }),
             state: Mutex::new(State::default()),
             notify: Notify::new(),
             running: watch::Sender::new(0),
@@ -425,14 +459,22 @@ impl Clock {
             store,
             restored: Mutex::new(restored),
             misfire,
-            persister: Mutex::new(None),
+            helpers: Mutex::new(Vec::new()),
         });
         let task = tokio::spawn(run(shared.clone()).with_current_subscriber());
         *shared.task.lock().expect("clock task lock") = Some(task);
+        let mut helpers = shared.helpers.lock().expect("clock helpers lock");
         if shared.store.is_some() {
-            let persister = tokio::spawn(persist(shared.clone()).with_current_subscriber());
-            *shared.persister.lock().expect("clock persister lock") = Some(persister);
+            helpers.push(tokio::spawn(
+                persist(shared.clone()).with_current_subscriber(),
+            ));
         }
+        if let Some(wall) = wall {
+            helpers.push(tokio::spawn(
+                follow_wall(shared.clone(), wall).with_current_subscriber(),
+            ));
+        }
+        drop(helpers);
         Self { shared }
     }
 
@@ -461,7 +503,7 @@ impl Clock {
 
     /// The current UTC time as the clock sees it (anchor + monotonic elapsed time).
     pub fn now(&self) -> DateTime<Utc> {
-        self.shared.anchor.now()
+        self.shared.anchor().now()
     }
 
     /// The component in use now (see [`replace_runtime`](Self::replace_runtime)).
@@ -642,23 +684,11 @@ impl Clock {
         state.next_generation += 1;
         let generation = state.next_generation;
         // Catch-up fires are due now (computed when they fire, never prebuilt).
-        let catch_up = (!catch_up.is_empty()).then(|| {
-            let mut backlog: VecDeque<_> = catch_up.into();
-            backlog.pop_front();
-            CatchUp {
-                // Under `all` each fire is its own tick; under `latest` one stands for all.
-                stands_for: if self.shared.misfire.policy == MisfirePolicy::All {
-                    1
-                } else {
-                    missed
-                },
-                backlog,
-            }
-        });
+        let catch_up = CatchUp::new(catch_up, missed, self.shared.misfire.policy);
         let deadline = if catch_up.is_some() {
             Instant::now()
         } else {
-            self.shared.anchor.instant_at(next_at)
+            self.shared.anchor().instant_at(next_at)
         };
         let earliest = state
             .queue
@@ -773,15 +803,10 @@ impl Clock {
     /// Stops the clock: no fire starts after this returns. Fires already computed are
     /// handed to the sink first. Idempotent.
     pub async fn shutdown(&self) {
-        let persister = self
-            .shared
-            .persister
-            .lock()
-            .expect("clock persister lock")
-            .take();
-        if let Some(persister) = persister {
-            persister.abort();
-            let _ = persister.await;
+        let helpers = std::mem::take(&mut *self.shared.helpers.lock().expect("clock helpers lock"));
+        for helper in helpers {
+            helper.abort();
+            let _ = helper.await;
         }
         // The last states, before the timers go: a restart carries on from here.
         self.shared.save_states();
@@ -808,14 +833,9 @@ impl Clock {
     /// Stops the clock at once, without waiting for its task: what [`ClockGuard`] does when
     /// the clock's owner goes away without a [`shutdown`](Self::shutdown).
     pub fn abort(&self) {
-        if let Some(persister) = self
-            .shared
-            .persister
-            .lock()
-            .expect("clock persister lock")
-            .take()
+        for helper in std::mem::take(&mut *self.shared.helpers.lock().expect("clock helpers lock"))
         {
-            persister.abort();
+            helper.abort();
         }
         {
             let mut state = self.lock();
@@ -860,12 +880,16 @@ impl std::fmt::Debug for Clock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Clock")
             .field("sensor_ref", &self.shared.sensor_ref)
-            .field("anchor", &self.shared.anchor)
+            .field("anchor", &self.shared.anchor())
             .finish_non_exhaustive()
     }
 }
 
 impl Shared {
+    fn anchor(&self) -> Anchor {
+        *self.anchor.read().expect("clock anchor lock")
+    }
+
     fn runtime(&self) -> Arc<TimerRuntime> {
         self.runtime.read().expect("clock runtime lock").clone()
     }
@@ -918,7 +942,7 @@ impl Shared {
 
     /// Computes one fire: the next tick first (so the payload can name it), then the payload.
     fn compute(&self, runtime: &TimerRuntime, job: &Job) -> Result<Fired, CallError> {
-        let fired_at = job.fired_at.unwrap_or_else(|| self.anchor.now());
+        let fired_at = job.fired_at.unwrap_or_else(|| self.anchor().now());
         // Strictly after now: a late clock fires the missed tick once and does not burst.
         let after = job.tick.max(fired_at);
         let next = match job.next_override {
@@ -1027,7 +1051,7 @@ async fn run(shared: Arc<Shared>) {
         } = pass;
         let busy = !released.is_empty() || !late.is_empty() || !builds.is_empty();
         if !released.is_empty() {
-            let fired_at = shared.anchor.now();
+            let fired_at = shared.anchor().now();
             // Logging 10,000 lines takes tens of milliseconds: not on the clock task.
             spawn_blocking_traced(move || {
                 for r in released {
@@ -1287,11 +1311,11 @@ async fn fire_late(shared: &Arc<Shared>, jobs: Vec<Job>) {
                         Some(next_at) => {
                             let deadline = if timer.catch_up.is_some() {
                                 shared
-                                    .anchor
+                                    .anchor()
                                     .instant_at(next_at)
                                     .max(Instant::now() + CATCH_UP_PACE)
                             } else {
-                                shared.anchor.instant_at(next_at)
+                                shared.anchor().instant_at(next_at)
                             };
                             timer.next_at = next_at;
                             timer.deadline = deadline;
@@ -1364,7 +1388,7 @@ async fn prebuild(shared: &Arc<Shared>, jobs: Vec<Job>) {
                                 payload: f.payload,
                                 scheduled_at: job.tick,
                             },
-                            after: f.next.map(|at| (at, shared.anchor.instant_at(at))),
+                            after: f.next.map(|at| (at, shared.anchor().instant_at(at))),
                         });
                     }
                 }
@@ -1461,4 +1485,159 @@ async fn persist(shared: Arc<Shared>) {
         every.tick().await;
         shared.save_states();
     }
+}
+
+/// Compares the wall clock with the clock's own idea of it every [`CHECK_EVERY`], and
+/// follows a step (see [`wall`]).
+async fn follow_wall(shared: Arc<Shared>, wall: Arc<dyn WallClock>) {
+    let mut every = tokio::time::interval(CHECK_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let threshold = chrono::Duration::from_std(STEP_THRESHOLD).expect("a small duration");
+    loop {
+        every.tick().await;
+        let wall_now = wall.now();
+        let step = wall_now - shared.anchor().now();
+        if step.abs() > threshold {
+            restep(&shared, wall_now, step).await;
+        }
+    }
+}
+
+/// A timer whose next (calendar) tick a forward step skipped.
+struct Skipped {
+    rule_id: i64,
+    generation: u64,
+    schedule: Arc<Schedule>,
+    started_at: DateTime<Utc>,
+    next_at: DateTime<Utc>,
+}
+
+/// Re-anchors the clock at `wall_now` after a step of `step` (see [`wall`]).
+async fn restep(shared: &Arc<Shared>, wall_now: DateTime<Utc>, step: chrono::Duration) {
+    // No pass runs meanwhile: every deadline and prebuilt fire is about to change.
+    let _batch = shared.batch.lock().await;
+    let skipped = {
+        let mut state = shared.state.lock().expect("clock state lock");
+        if state.stopped {
+            return;
+        }
+        let anchor = Anchor {
+            utc: wall_now,
+            instant: Instant::now(),
+        };
+        *shared.anchor.write().expect("clock anchor lock") = anchor;
+        let state = &mut *state;
+        // Prebuilt fires carry the old anchor's times: all are built anew.
+        state.queue.clear();
+        state.builds.clear();
+        let mut skipped = Vec::new();
+        for (&rule_id, timer) in state.timers.iter_mut() {
+            if timer.schedule.kind == TimerKind::Interval {
+                // Elapsed time: the ticks move with the step, the deadlines stay.
+                timer.started_at += step;
+                timer.next_at += step;
+                timer.last_tick = timer.last_tick.map(|t| t + step);
+                if let Some(c) = timer.catch_up.as_mut() {
+                    c.backlog.iter_mut().for_each(|t| *t += step);
+                }
+            } else if timer.catch_up.is_none() {
+                // Calendar: the UTC tick stays, its deadline moves.
+                timer.deadline = anchor.instant_at(timer.next_at);
+                if timer.next_at <= wall_now {
+                    skipped.push(Skipped {
+                        rule_id,
+                        generation: timer.generation,
+                        schedule: timer.schedule.clone(),
+                        started_at: timer.started_at,
+                        next_at: timer.next_at,
+                    });
+                }
+            }
+            state
+                .queue
+                .insert((timer.deadline, rule_id, timer.generation), None);
+            state
+                .builds
+                .push_back((rule_id, timer.generation, timer.next_at));
+            if shared.store.is_some() {
+                state.dirty.insert(rule_id);
+            }
+        }
+        skipped
+    };
+    warn!(
+        step_ms = step.num_milliseconds(),
+        calendar_rules_skipped_ahead = skipped.len(),
+        "Wall clock stepped by {} ms (or the machine was suspended); timers re-anchored",
+        step.num_milliseconds()
+    );
+    if !skipped.is_empty() {
+        let runtime = shared.runtime();
+        let misfire = shared.misfire;
+        let plans = map_blocking(skipped, move |s| {
+            let plan = misfire.plan(s.next_at, wall_now, |after| {
+                with_retry(s.rule_id, "next-fire", || {
+                    runtime.next_fire(&s.schedule, s.started_at, after)
+                })
+            });
+            (s, plan)
+        })
+        .await;
+        let mut state = shared.state.lock().expect("clock state lock");
+        let state = &mut *state;
+        let now = Instant::now();
+        for (s, plan) in plans {
+            let Some(timer) = state.timers.get_mut(&s.rule_id) else {
+                continue;
+            };
+            if timer.generation != s.generation || timer.next_at != s.next_at {
+                continue;
+            }
+            let plan = match plan {
+                Ok(plan) => plan,
+                // Left as it is: the clock fires the tick late, as after any stall.
+                Err(e) => {
+                    warn!(rule_id = s.rule_id, error = %e, "Cannot plan the ticks a wall-clock step skipped");
+                    continue;
+                }
+            };
+            info!(
+                rule_id = s.rule_id,
+                ticks_missed = plan.missed,
+                ticks_missed_exact = plan.exact,
+                catch_up_fires = plan.fire.len(),
+                misfire = misfire.policy.as_str(),
+                "Rule {} missed {}{} ticks to a wall-clock step; {} catch-up fires",
+                s.rule_id,
+                if plan.exact { "" } else { "at least " },
+                plan.missed,
+                plan.fire.len()
+            );
+            state
+                .queue
+                .remove(&(timer.deadline, s.rule_id, s.generation));
+            let next = plan.fire.first().copied().or(plan.resume);
+            timer.catch_up = CatchUp::new(plan.fire, plan.missed, misfire.policy);
+            let Some(next_at) = next else {
+                if let Some(timer) = state.timers.remove(&s.rule_id) {
+                    if shared.store.is_some() {
+                        state.ended.push(timer.state(s.rule_id));
+                    }
+                }
+                continue;
+            };
+            timer.next_at = next_at;
+            timer.deadline = if timer.catch_up.is_some() {
+                now
+            } else {
+                shared.anchor().instant_at(next_at)
+            };
+            state
+                .queue
+                .insert((timer.deadline, s.rule_id, s.generation), None);
+            state.builds.push_back((s.rule_id, s.generation, next_at));
+        }
+        shared.publish_len(state);
+    }
+    shared.notify.notify_one();
 }
