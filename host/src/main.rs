@@ -24,7 +24,8 @@ use attune_timer::daemon::config::{
 const SETTINGS_HELP: &str = "\
 Settings (daemon mode). Read from the environment, or with --stdin-config from one JSON
 object on stdin whose keys are the lowercase names in brackets (only that object is used
-then, except for the ATTUNE_TIMER_* and ATTUNE_OUTBOX_* variables, which it may override):
+then, except for the ATTUNE_TIMER_*, ATTUNE_OUTBOX_*, ATTUNE_STATE_DIR and ATTUNE_MISFIRE*
+variables, which it may override):
   ATTUNE_API_URL [api_url]           required. Attune API base URL (http:// or https://).
   ATTUNE_API_TOKEN [api_token]       required. The sensor token (a JWT). Never logged. Its
                                      metadata.trigger_types limit the trigger refs served.
@@ -105,8 +106,9 @@ Local mode (--rules FILE) needs no API and no broker. It reads ATTUNE_SENSOR_REF
 core.timer_sensor), ATTUNE_LOG_LEVEL, ATTUNE_LOG_FORMAT (default there: pretty) and
 ATTUNE_TIMER_COMPONENT; the component runs with its default limits.
 
-Signals: SIGTERM or SIGINT stops consuming, stops the clock, delivers pending events (at most
-10 s) and exits 0. SIGHUP reloads the timer component (as does a change of its file, polled
+Signals: SIGTERM or SIGINT stops consuming, stops the clock (saving timer states), delivers
+pending events (at most 10 s; with a state store what is left stays there for the next
+start) and exits 0. SIGHUP reloads the timer component (as does a change of its file, polled
 every 2 s): it is swapped in only if every running rule still validates with it; otherwise
 the old one stays and the log says which check failed for which rules.";
 

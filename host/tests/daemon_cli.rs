@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use attune_testkit::daemon::test_env;
+use attune_testkit::daemon::{remove_test_state_dir, test_env, test_state_dir};
 use attune_testkit::fake_api::{FakeApi, FakeOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_attune-core-timer-sensor");
@@ -50,6 +50,12 @@ fn help_documents_every_setting() {
         "ATTUNE_RESYNC_INTERVAL_SECS",
         "ATTUNE_MAX_MESSAGE_BYTES",
         "ATTUNE_MAX_RULE_PARAMS_BYTES",
+        "ATTUNE_STATE_DIR",
+        "--state-dir",
+        "ATTUNE_OUTBOX_MAX_AGE",
+        "ATTUNE_OUTBOX_MAX_BYTES",
+        "ATTUNE_MISFIRE",
+        "ATTUNE_MISFIRE_GRACE",
         "ATTUNE_LOG_LEVEL",
         "default: info",
         "ATTUNE_LOG_FORMAT",
@@ -107,22 +113,34 @@ fn configuration_errors_go_to_stderr_with_a_non_zero_exit() {
         .contains("Failed to parse JSON configuration from stdin"));
 }
 
+/// Deletes a daemon's queue, exchange and per-test state directory when the test ends,
+/// however it ends.
+struct Cleanup(std::collections::HashMap<String, String>);
+
+impl Cleanup {
+    fn of(env: &std::collections::HashMap<String, String>) -> Cleanup {
+        Cleanup(env.clone())
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        attune_testkit::daemon::delete_now(
+            format!("sensor.{}", self.0["ATTUNE_SENSOR_REF"]),
+            self.0["ATTUNE_MQ_EXCHANGE"].clone(),
+        );
+        if let Some(dir) = self.0.get("ATTUNE_STATE_DIR") {
+            remove_test_state_dir(std::path::Path::new(dir));
+        }
+    }
+}
+
 /// Runs the binary until it logs readiness, sends `sig`, and checks a clean exit.
 fn run_until_signal(sig: &str) {
     let api = FakeApi::start(FakeOptions::default());
     api.add_rule(1, "core.intervaltimer", json!({"interval": 1}), true);
     let env = test_env(&api, &[]);
-    // Deletes the daemon's queue and exchange when the test ends, however it ends.
-    struct Cleanup(String, String);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            attune_testkit::daemon::delete_now(self.0.clone(), self.1.clone());
-        }
-    }
-    let _cleanup = Cleanup(
-        format!("sensor.{}", env["ATTUNE_SENSOR_REF"]),
-        env["ATTUNE_MQ_EXCHANGE"].clone(),
-    );
+    let _cleanup = Cleanup::of(&env);
     let mut child = bare()
         .envs(&env)
         .stdout(Stdio::null())
@@ -214,6 +232,8 @@ fn sigterm_during_startup_exits_cleanly() {
         .env("ATTUNE_API_TOKEN", attune_testkit::daemon::default_token())
         .env("ATTUNE_SENSOR_REF", "core.timer_sensor")
         .env("ATTUNE_MQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
+        // Never the user's own state directory (the start does not get that far anyway).
+        .env("ATTUNE_STATE_DIR", test_state_dir())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -247,4 +267,122 @@ fn sigterm_during_startup_exits_cleanly() {
     );
     assert!(log.contains("Shutdown signal received"), "{log}");
     assert!(log.contains("Start-up abandoned"), "{log}");
+}
+
+/// Starts the binary and waits for its readiness line; returns it with its stderr lines.
+fn spawn_ready(
+    env: &std::collections::HashMap<String, String>,
+) -> (std::process::Child, mpsc::Receiver<String>) {
+    let mut child = bare()
+        .envs(env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the daemon logs readiness");
+        if line.contains("Timer sensor ready") {
+            return (child, rx);
+        }
+    }
+}
+
+/// `(rule id, scheduled_at)` of event bodies.
+fn ticks<'a>(
+    bodies: impl Iterator<Item = &'a serde_json::Value>,
+) -> std::collections::BTreeSet<(String, String)> {
+    bodies
+        .map(|b| {
+            (
+                b["trigger_instance_id"].as_str().unwrap().to_string(),
+                b["payload"]["scheduled_at"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// SIGKILL while events are pending in an API outage: after a restart every one of them
+/// arrives. Ten rules fire every second against an API that answers 503 to every event;
+/// the daemon is killed half a second after a tick (so every fire before it was journaled,
+/// which takes milliseconds), then started again on the same state directory with the API
+/// healthy.
+#[test]
+fn sigkill_during_an_outage_loses_no_pending_event() {
+    let api = FakeApi::start(FakeOptions::default());
+    api.fail_next_events(1_000_000, 503);
+    for id in 1..=10 {
+        api.add_rule(
+            id,
+            "core.crontimer",
+            json!({"expression": "* * * * * *"}),
+            true,
+        );
+    }
+    let env = test_env(&api, &[]);
+    let _cleanup = Cleanup::of(&env);
+    let (mut child, _logs) = spawn_ready(&env);
+    // Three ticks of ten rules, all failing; then half a second past a whole second.
+    let started = Instant::now();
+    while ticks(
+        api.requests_to("/api/v1/events")
+            .iter()
+            .filter_map(|r| r.body.as_ref()),
+    )
+    .len()
+        < 30
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "fires are attempted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sub = chrono::Utc::now().timestamp_subsec_millis();
+    std::thread::sleep(Duration::from_millis(u64::from((1500 - sub) % 1000)));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let pending = ticks(
+        api.requests_to("/api/v1/events")
+            .iter()
+            .filter_map(|r| r.body.as_ref()),
+    );
+    assert!(
+        api.events().is_empty(),
+        "nothing was delivered before the kill"
+    );
+
+    api.clear_event_failures();
+    let (mut child, _logs) = spawn_ready(&env);
+    let started = Instant::now();
+    loop {
+        let delivered = ticks(api.events().iter().map(|e| &e.body));
+        let missing: Vec<_> = pending.difference(&delivered).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{} of {} pending events never arrived, e.g. {:?}",
+            missing.len(),
+            pending.len(),
+            missing.first()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
 }

@@ -785,6 +785,7 @@ impl Dispatcher {
             trigger_ref,
             scheduled_at,
             reason,
+            spilled,
         } in dropped
         {
             let in_memory = self.shared.pending_map().remove(&id).is_some();
@@ -792,11 +793,15 @@ impl Dispatcher {
                 if let Some(task) = self.running.remove(&id) {
                     task.abort();
                 }
-            } else {
+            } else if (spilled || id <= self.earlier_run) && id > self.cursor {
+                // On disk only, never loaded.
                 let _ =
                     self.shared
                         .spilled
                         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+            } else {
+                // Its delivery ended (and logged how) while the trim ran.
+                continue;
             }
             self.shared.failed.fetch_add(1, Ordering::Relaxed);
             let reason = match reason {

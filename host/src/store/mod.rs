@@ -116,6 +116,8 @@ pub struct DroppedEvent {
     pub trigger_ref: String,
     pub scheduled_at: DateTime<Utc>,
     pub reason: DropReason,
+    /// Journaled as spilled (see [`Store::insert_events`]).
+    pub spilled: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

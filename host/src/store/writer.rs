@@ -348,7 +348,7 @@ impl Writer {
         {
             let mut scan = tx.prepare_cached(
                 "SELECT id, rule_id, trigger_ref, scheduled_at, enqueued_at_ms,
-                        length(payload) + length(trigger_ref)
+                        length(payload) + length(trigger_ref), spilled
                  FROM outbox ORDER BY id",
             )?;
             let mut delete = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
@@ -372,6 +372,7 @@ impl Writer {
                     trigger_ref: r.get(2)?,
                     scheduled_at: parse_text(&scheduled).unwrap_or(DateTime::<Utc>::MIN_UTC),
                     reason,
+                    spilled: r.get::<_, i64>(6)? == 1,
                 });
             }
         }
