@@ -75,7 +75,9 @@ variables, which it may override):
                                      delivered; with a state store more wait on disk, without
                                      one more are refused with an error log (1-10000000).
   ATTUNE_OUTBOX_CONCURRENCY [outbox_concurrency]
-                                     default: 8. Event requests in flight at once (1-256).
+                                     default: 64. Event requests in flight at most (1-256):
+                                     the delivery adapts below it, growing while events wait
+                                     and halving when the API is overloaded.
   ATTUNE_OUTBOX_MAX_AGE [outbox_max_age]
                                      default: 24h. An event the API has not taken this long
                                      after it fired is dropped and logged (Failed to create

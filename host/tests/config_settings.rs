@@ -11,6 +11,7 @@ use attune_timer::daemon::config::{
     BootstrapRule, ConfigError, ConfigSource, LogFormat, Overrides, Settings,
 };
 use attune_timer::platform::outbox::OutboxOptions;
+use attune_timer::schedule::MisfirePolicy;
 use serde_json::json;
 
 const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXBheWxvYWQ.very-secret-signature";
@@ -151,7 +152,7 @@ fn defaults() {
         Some(PathBuf::from("/home/sensor/.cache/attune-timer-sensor"))
     );
     assert_eq!(s.outbox_capacity, 100_000);
-    assert_eq!(s.outbox_concurrency, 8);
+    assert_eq!(s.outbox_concurrency, 64);
     assert_eq!(s.outbox_options(), OutboxOptions::default());
     assert_eq!(s.source, ConfigSource::Env);
     let mut e = full_env();
@@ -163,6 +164,103 @@ fn defaults() {
     e.remove("XDG_CACHE_HOME");
     e.remove("HOME");
     assert_eq!(Settings::from_env(&e).unwrap().cache_dir, None);
+}
+
+/// The state directory: `ATTUNE_STATE_DIR`, else systemd's `STATE_DIRECTORY` (its first
+/// entry), else `$XDG_STATE_HOME/attune-timer-sensor`, else
+/// `~/.local/state/attune-timer-sensor`; `off` keeps state in memory. The durability
+/// settings' defaults, parsing and messages.
+#[test]
+fn state_directory_and_durability_settings() {
+    let mut e = full_env();
+    let dir =
+        |e: &std::collections::HashMap<String, String>| Settings::from_env(e).unwrap().state_dir;
+    assert_eq!(
+        dir(&e),
+        Some(PathBuf::from(
+            "/home/sensor/.local/state/attune-timer-sensor"
+        ))
+    );
+    e.insert("XDG_STATE_HOME".into(), "/xdg-state".into());
+    assert_eq!(
+        dir(&e),
+        Some(PathBuf::from("/xdg-state/attune-timer-sensor"))
+    );
+    e.insert(
+        "STATE_DIRECTORY".into(),
+        "/var/lib/attune-timer:/var/lib/other".into(),
+    );
+    assert_eq!(dir(&e), Some(PathBuf::from("/var/lib/attune-timer")));
+    e.insert("ATTUNE_STATE_DIR".into(), " /srv/state ".into());
+    assert_eq!(dir(&e), Some(PathBuf::from("/srv/state")));
+    e.insert("ATTUNE_STATE_DIR".into(), "Off".into());
+    assert_eq!(dir(&e), None);
+    e.remove("ATTUNE_STATE_DIR");
+    for key in ["STATE_DIRECTORY", "XDG_STATE_HOME", "HOME"] {
+        e.remove(key);
+    }
+    assert_eq!(dir(&e), None, "nowhere to put it: memory only");
+
+    let s = Settings::from_env(&full_env()).unwrap();
+    assert_eq!(s.outbox_max_age, Duration::from_secs(86_400));
+    assert_eq!(s.outbox_max_bytes, 1 << 30);
+    assert_eq!(s.misfire.policy, MisfirePolicy::Latest);
+    assert_eq!(s.misfire.grace, Duration::from_secs(3600));
+    let mut e = full_env();
+    e.extend(env(&[
+        ("ATTUNE_OUTBOX_MAX_AGE", "2d"),
+        ("ATTUNE_OUTBOX_MAX_BYTES", "10485760"),
+        ("ATTUNE_MISFIRE", " ALL "),
+        ("ATTUNE_MISFIRE_GRACE", "90"),
+    ]));
+    let s = Settings::from_env(&e).unwrap();
+    assert_eq!(s.outbox_max_age, Duration::from_secs(2 * 86_400));
+    assert_eq!(s.outbox_options().max_age, s.outbox_max_age);
+    assert_eq!(s.outbox_options().max_bytes, 10 << 20);
+    assert_eq!(s.misfire.policy, MisfirePolicy::All);
+    assert_eq!(s.misfire.grace, Duration::from_secs(90));
+    for (key, value, message) in [
+        (
+            "ATTUNE_OUTBOX_MAX_AGE",
+            "a day",
+            "Invalid ATTUNE_OUTBOX_MAX_AGE 'a day': expected a duration such as 90s, 15m, 24h or 2d",
+        ),
+        (
+            "ATTUNE_MISFIRE_GRACE",
+            "-5m",
+            "Invalid ATTUNE_MISFIRE_GRACE '-5m': expected a duration such as 90s, 15m, 24h or 2d",
+        ),
+        (
+            "ATTUNE_MISFIRE",
+            "sometimes",
+            "Invalid ATTUNE_MISFIRE 'sometimes': expected skip, latest or all",
+        ),
+        (
+            "ATTUNE_OUTBOX_MAX_BYTES",
+            "1000",
+            "Invalid ATTUNE_OUTBOX_MAX_BYTES '1000': expected a whole number of bytes, at least 1048576",
+        ),
+    ] {
+        let mut bad = full_env();
+        bad.insert(key.into(), value.into());
+        let err = err_env(&bad);
+        assert!(err.starts_with(message), "{key}: {err}");
+    }
+    // From stdin too, with the same names in lowercase.
+    let s = Settings::from_stdin_json(
+        &json!({
+            "api_url": "http://a", "api_token": TOKEN, "sensor_ref": "s", "mq_url": "amqp://m",
+            "state_dir": "/from/stdin", "misfire": "skip", "misfire_grace": "10m",
+            "outbox_max_age": 3600,
+        })
+        .to_string(),
+        &std::collections::HashMap::new(),
+    )
+    .unwrap();
+    assert_eq!(s.state_dir, Some(PathBuf::from("/from/stdin")));
+    assert_eq!(s.misfire.policy, MisfirePolicy::Skip);
+    assert_eq!(s.misfire.grace, Duration::from_secs(600));
+    assert_eq!(s.outbox_max_age, Duration::from_secs(3600));
 }
 
 #[test]
@@ -380,7 +478,7 @@ fn outbox_settings() {
     e.insert("ATTUNE_OUTBOX_CAPACITY".into(), "  ".into());
     e.insert("ATTUNE_OUTBOX_CONCURRENCY".into(), "".into());
     let s = Settings::from_env(&e).unwrap();
-    assert_eq!((s.outbox_capacity, s.outbox_concurrency), (100_000, 8));
+    assert_eq!((s.outbox_capacity, s.outbox_concurrency), (100_000, 64));
 
     // Every invalid value is refused with the setting, the value and the allowed range.
     let capacity = "expected a whole number of events from 1 to 10000000";
@@ -430,7 +528,7 @@ fn outbox_settings() {
     let s = Settings::from_stdin_json(&base.to_string(), &e).unwrap();
     assert_eq!((s.outbox_capacity, s.outbox_concurrency), (7000, 12));
     let s = Settings::from_stdin_json(&base.to_string(), &HashMap::new()).unwrap();
-    assert_eq!((s.outbox_capacity, s.outbox_concurrency), (100_000, 8));
+    assert_eq!((s.outbox_capacity, s.outbox_concurrency), (100_000, 64));
     let mut v = base.clone();
     v["outbox_capacity"] = json!(2500);
     v["outbox_concurrency"] = json!("64");
@@ -615,7 +713,7 @@ fn logged_settings_show_origins_only() {
     assert_eq!(loaded[0]["log_level"], "info");
     assert_eq!(loaded[0]["log_format"], "json");
     assert_eq!(loaded[0]["outbox_capacity"], 100_000);
-    assert_eq!(loaded[0]["outbox_concurrency"], 8);
+    assert_eq!(loaded[0]["outbox_concurrency"], 64);
     assert!(text.contains(
         "Configuration loaded successfully: sensor_ref=core.timer_sensor, api_url=https://api.example"
     ));

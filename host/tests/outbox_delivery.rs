@@ -299,6 +299,61 @@ async fn concurrency_is_bounded() {
     outbox.shutdown(Duration::from_secs(1)).await;
 }
 
+/// A burst gets more connections: from 8, one more with each success while events wait, up
+/// to the cap and never past it.
+#[tokio::test]
+async fn concurrency_grows_under_a_burst_up_to_the_cap() {
+    let fake = FakeApi::start(FakeOptions::default());
+    fake.set_event_delay(Duration::from_millis(20));
+    let outbox = Outbox::start(
+        api(&fake, "tok", DEFAULT_REQUEST_TIMEOUT),
+        OutboxOptions {
+            concurrency: 24,
+            ..fast()
+        },
+    );
+    for id in 1..=300 {
+        outbox.handle().submit(event(id));
+    }
+    assert_eq!(fake.wait_for_events(300, WAIT).await.len(), 300);
+    assert_eq!(fake.max_events_in_flight(), 24, "grew from 8 to the cap");
+    assert_eq!(outbox.stats().concurrency_limit, 24);
+    outbox.shutdown(Duration::from_secs(1)).await;
+}
+
+/// A 429 with `Retry-After` holds every delivery back until it has passed, not only the
+/// event it answered.
+#[tokio::test]
+async fn retry_after_holds_every_delivery_back() {
+    let fake = FakeApi::start(FakeOptions::default());
+    fake.set_retry_after(Some(1));
+    fake.fail_next_events(1, 429);
+    let outbox = Outbox::start(
+        api(&fake, "tok", DEFAULT_REQUEST_TIMEOUT),
+        OutboxOptions {
+            // Retry-After is honoured up to the longest backoff.
+            max_backoff: Duration::from_secs(5),
+            ..fast()
+        },
+    );
+    outbox.handle().submit(event(1));
+    fake.wait_for_requests("/api/v1/events", 1, WAIT).await;
+    let refused_at = Instant::now();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for id in 2..=5 {
+        outbox.handle().submit(event(id));
+    }
+    assert_eq!(fake.wait_for_events(5, WAIT).await.len(), 5);
+    let requests = fake.requests_to("/api/v1/events");
+    assert_eq!(requests.len(), 6, "one 429, then each event once");
+    let first_after = requests[1].received_at.duration_since(refused_at);
+    assert!(
+        first_after >= Duration::from_millis(900),
+        "nothing was sent during the Retry-After second: the next came {first_after:?} later"
+    );
+    outbox.shutdown(Duration::from_secs(1)).await;
+}
+
 #[tokio::test]
 async fn shutdown_flushes_pending_events() {
     let fake = FakeApi::start(FakeOptions::default());

@@ -218,8 +218,8 @@ pub struct Settings {
     /// Events queued or being delivered at once before new ones are refused
     /// (`ATTUNE_OUTBOX_CAPACITY`; default [`OutboxOptions::default`]'s, 100,000).
     pub outbox_capacity: usize,
-    /// Event requests in flight at once (`ATTUNE_OUTBOX_CONCURRENCY`; default
-    /// [`OutboxOptions::default`]'s, 8).
+    /// Event requests in flight at most (`ATTUNE_OUTBOX_CONCURRENCY`; default
+    /// [`OutboxOptions::default`]'s, 64): the cap of the outbox's adaptive limit.
     pub outbox_concurrency: usize,
     /// How often the whole rule table is re-synced from the REST listing besides after
     /// every reconnect (`ATTUNE_RESYNC_INTERVAL_SECS`; default [`DEFAULT_RESYNC_INTERVAL`];

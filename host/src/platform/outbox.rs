@@ -13,8 +13,12 @@
 //!   start, what an earlier run left is delivered first, oldest first, while new fires go
 //!   out beside it. Delivery is at-least-once: see docs/durability.md for when a duplicate
 //!   can happen.
-//! - At most `concurrency` requests are in flight; the API client keeps connections alive
-//!   and times each request out (30 s by default).
+//! - Requests in flight adapt (see [`AdaptiveLimit`]): from [`INITIAL_CONCURRENCY`], one more
+//!   with each success while events wait, halved when the API is overloaded (429, 503, a
+//!   timeout), never above `concurrency` (the cap). A `Retry-After` on a 429 or 503 holds
+//!   every delivery back until it has passed, not just the event it answered. The API client
+//!   keeps connections alive, speaks HTTP/2 when a TLS server offers it, and times each
+//!   request out (30 s by default).
 //! - Transient failures (no response, timeouts, 5xx, 429, 408) are retried with exponential
 //!   backoff and equal jitter: the n-th retry waits between half and all of
 //!   `min(max_backoff, initial_backoff × 2ⁿ⁻¹)` (at least `Retry-After`, when the server
@@ -55,11 +59,14 @@ use crate::schedule::{Event, EventSink};
 use crate::store::{DropReason, DroppedEvent, Store, StoreError, StoredEvent};
 use crate::support::backoff::BackoffPolicy;
 use crate::support::blocking::TaskGuard;
+use crate::support::limit::AdaptiveLimit;
 
 /// How often the journal is held to `max_age` and `max_bytes`.
 const TRIM_EVERY: Duration = Duration::from_secs(1);
 /// Spilled events loaded back at a time, once that many slots are free.
 const REFILL_BATCH: usize = 1024;
+/// Requests in flight at first; the limit adapts from there up to `concurrency`.
+pub const INITIAL_CONCURRENCY: usize = 8;
 
 /// How the outbox delivers. See the module documentation for the retry policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +75,7 @@ pub struct OutboxOptions {
     /// to disk, without one refused. Default 100,000: room for every fire of 100,000 rules
     /// due together while the API is slow.
     pub capacity: usize,
-    /// Requests in flight at once. Default 8.
+    /// Requests in flight at most (the adaptive limit's cap). Default 64.
     pub concurrency: usize,
     /// An event not delivered this long after it was accepted is dropped, and logged.
     /// Default 24 hours.
@@ -88,7 +95,7 @@ impl Default for OutboxOptions {
     fn default() -> Self {
         Self {
             capacity: 100_000,
-            concurrency: 8,
+            concurrency: 64,
             max_age: Duration::from_secs(24 * 3600),
             max_bytes: 1 << 30,
             initial_backoff: Duration::from_millis(500),
@@ -159,6 +166,8 @@ pub struct OutboxStats {
     pub pending: usize,
     /// Journaled on disk only, waiting for a slot (an earlier run's included).
     pub spilled: u64,
+    /// Requests allowed in flight now (the adaptive limit).
+    pub concurrency_limit: usize,
 }
 
 struct Pending {
@@ -189,7 +198,9 @@ struct Shared {
     store: Option<Store>,
     tx: mpsc::UnboundedSender<Msg>,
     slots: Arc<Semaphore>,
-    in_flight: Semaphore,
+    in_flight: AdaptiveLimit,
+    /// No request starts before this (the API's `Retry-After` on a 429 or 503).
+    hold_until: Mutex<Option<Instant>>,
     accepting: AtomicBool,
     flushing: watch::Sender<bool>,
     /// Events being delivered, for the shutdown report. Filled by the dispatcher.
@@ -341,6 +352,28 @@ impl Shared {
         }
     }
 
+    /// Holds every delivery back for `for_` (the API's `Retry-After`).
+    fn hold(&self, for_: Duration) {
+        let until = Instant::now() + for_;
+        let mut hold = self.hold_until.lock().unwrap_or_else(|p| p.into_inner());
+        if hold.is_none_or(|h| h < until) {
+            *hold = Some(until);
+        }
+    }
+
+    /// Waits out a hold; while flushing, at most `flush_backoff` of it.
+    async fn wait_if_held(&self, flushing: bool) {
+        let until = *self.hold_until.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(until) = until {
+            let until = if flushing {
+                until.min(Instant::now() + self.opts.flush_backoff)
+            } else {
+                until
+            };
+            tokio::time::sleep_until(until).await;
+        }
+    }
+
     fn refuse(&self, event: &Event, reason: &str) {
         self.refused.fetch_add(1, Ordering::Relaxed);
         log_lost(
@@ -430,7 +463,8 @@ impl Outbox {
             store,
             tx,
             slots: Arc::new(Semaphore::new(capacity)),
-            in_flight: Semaphore::new(concurrency),
+            in_flight: AdaptiveLimit::new(INITIAL_CONCURRENCY, concurrency),
+            hold_until: Mutex::new(None),
             accepting: AtomicBool::new(true),
             flushing: watch::Sender::new(false),
             pending: Mutex::new(HashMap::new()),
@@ -480,6 +514,7 @@ impl Outbox {
             abandoned: s.abandoned.load(Ordering::Relaxed),
             pending: s.pending_map().len() + s.queued.load(Ordering::Relaxed),
             spilled: s.spilled.load(Ordering::Relaxed),
+            concurrency_limit: s.in_flight.current(),
         }
     }
 
@@ -822,10 +857,22 @@ async fn deliver(shared: Arc<Shared>, job: Job) -> u64 {
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
+        let now_flushing = *flushing.borrow();
+        shared.wait_if_held(now_flushing).await;
         let result = {
-            let _permit = shared.in_flight.acquire().await;
+            let _slot = shared.in_flight.acquire().await;
             shared.api.create_event(event).await
         };
+        match &result {
+            Ok(_) => shared.in_flight.succeeded(),
+            Err(e) if e.is_timeout() || matches!(e.status(), Some(429 | 503)) => {
+                shared.in_flight.overloaded();
+                if let Some(ra) = e.retry_after() {
+                    shared.hold(ra.min(opts.max_backoff));
+                }
+            }
+            Err(_) => {}
+        }
         let error = match result {
             Ok(event_id) => {
                 shared.delivered.fetch_add(1, Ordering::Relaxed);

@@ -5,8 +5,10 @@
 //!   delivery, token renewal).
 //! - [`blocking`]: running work on blocking threads with the caller's tracing subscriber,
 //!   and [`blocking::TaskGuard`], the owner that stops a background task when dropped.
+//! - [`limit`]: the adaptive concurrency limit (event delivery's connections).
 //! - [`redact`]: what may be shown of a URL or a JSON parse error in logs and messages.
 
 pub(crate) mod backoff;
 pub(crate) mod blocking;
+pub(crate) mod limit;
 pub mod redact;
