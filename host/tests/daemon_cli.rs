@@ -68,7 +68,7 @@ fn help_documents_every_setting() {
         "ATTUNE_OUTBOX_CAPACITY",
         "default: 100000",
         "ATTUNE_OUTBOX_CONCURRENCY",
-        "default: 8",
+        "default: 64",
         "SIGTERM",
     ] {
         assert!(
