@@ -195,7 +195,7 @@ async fn a_failed_rules_listing_at_startup_is_fatal_and_leaves_nothing_running()
 /// the API answers slowly, so when shutdown starts the fired events are still in flight.
 #[tokio::test]
 async fn shutdown_flushes_pending_events() {
-    let (logs, _guard) = LogCapture::start("info");
+    let (logs, _guard) = LogCapture::start("debug");
     let api = FakeApi::start(FakeOptions::default());
     for id in 1..=5 {
         api.add_rule(id, "core.intervaltimer", json!({"interval": 1}), true);

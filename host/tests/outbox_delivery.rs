@@ -56,7 +56,7 @@ fn failures_for(logs: &LogCapture, rule_id: i64) -> Vec<Value> {
 #[tokio::test]
 async fn delivers_events_and_logs_each() {
     let fake = FakeApi::start(FakeOptions::default());
-    let (logs, _guard) = LogCapture::start("info");
+    let (logs, _guard) = LogCapture::start("debug");
     let outbox = Outbox::start(api(&fake, "tok", DEFAULT_REQUEST_TIMEOUT), fast());
     let sink: Arc<dyn EventSink> = outbox.sink();
     for id in 1..=20 {
@@ -77,14 +77,14 @@ async fn delivers_events_and_logs_each() {
     assert_eq!(created.len(), 20);
     let one = created.iter().find(|l| l["rule_id"] == 5).unwrap();
     assert!(one["event_id"].as_i64().unwrap() >= 1000);
-    assert_eq!(one["level"], "INFO");
+    assert_eq!(one["level"], "DEBUG", "per event: debug, not info");
     assert!(logs.with_message("Failed to create event").is_empty());
 }
 
 #[tokio::test]
 async fn transient_failures_are_retried_until_delivered() {
     let fake = FakeApi::start(FakeOptions::default());
-    let (logs, _guard) = LogCapture::start("info");
+    let (logs, _guard) = LogCapture::start("debug");
     fake.fail_next_events(2, 503);
     let outbox = Outbox::start(api(&fake, "tok", DEFAULT_REQUEST_TIMEOUT), fast());
     outbox.handle().submit(event(1));

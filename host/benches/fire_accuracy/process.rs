@@ -63,6 +63,8 @@ pub struct Snapshot {
     pub machine: (u64, u64, u64),
     pub rss: (u64, u64),
     pub load: String,
+    /// Bytes this process caused to be written to storage (`/proc/self/io` `write_bytes`).
+    pub write_bytes: u64,
 }
 
 pub fn snapshot() -> Snapshot {
@@ -73,7 +75,24 @@ pub fn snapshot() -> Snapshot {
         machine: machine_ticks(),
         rss: rss_kib(),
         load: loadavg(),
+        write_bytes: write_bytes(),
     }
+}
+
+/// `write_bytes` of `/proc/self/io`: what reached the storage layer (the state store's
+/// commits; the logs of a bench go to memory or nowhere).
+pub fn write_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| {
+                    l.strip_prefix("write_bytes:")
+                        .map(|v| v.trim().parse().ok())
+                })
+                .flatten()
+        })
+        .unwrap_or(0)
 }
 
 /// Which part of the process a thread belongs to.

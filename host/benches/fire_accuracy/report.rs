@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::ideal::IdealFigures;
+
 use crate::logs::{LogFigures, LogMode};
 use crate::scenario::thousands;
 use crate::stats::{Buckets, ClockDist, Dist, Sequence};
@@ -148,6 +150,9 @@ pub struct ScenarioReport {
     pub events_unparsed: u64,
     pub cpu: CpuFigures,
     pub memory: MemoryFigures,
+    /// Bytes written to storage in the window (the state store), per fire.
+    pub disk_write_bytes_per_fire: f64,
+    pub ideal_client: IdealFigures,
     pub logs: LogFigures,
     /// The lateness plot, once drawn.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -219,6 +224,20 @@ fn print_lateness(r: &ScenarioReport) {
     row(
         "arrival, last event of each cron tick",
         &a.cron_last_event_of_each_tick,
+    );
+    let ideal = &r.ideal_client;
+    println!(
+        "ideal client (same API, same run): {} posts on {} connections in {:?} ms (median {} ms); \
+         arrival p99 / ideal = {}",
+        ideal.events_per_burst,
+        ideal.connections,
+        ideal.burst_ms,
+        ideal.burst_median_ms,
+        ideal.arrival_p99_ratio
+    );
+    println!(
+        "bytes written to storage per fire (the state store): {}",
+        r.disk_write_bytes_per_fire
     );
     row("interval drift (payload fired_at)", &r.interval.drift);
     row("interval drift (arrival)", &r.interval.drift_arrival);

@@ -505,6 +505,15 @@ pub fn run_scenario(common: &Common, sc: &Scenario) -> Outcome {
     let a = analyse(sc, &rules, &records, &tl);
     let (cpu, others_cores, steal_s) = cpu_figures(&tl.begin, &tl.end, tl.clock.len());
     let records_bytes = records.capacity() * std::mem::size_of::<Rec>();
+    // The ideal client, against the same API now that the daemon has stopped: a burst the
+    // size of the scenario's rules due together, on as many connections as the daemon's cap.
+    let ideal_client = crate::ideal::measure(
+        &api,
+        &attune_testkit::daemon::default_token(),
+        sc.rules / sc.period.max(1) as usize,
+        attune_timer::platform::outbox::OutboxOptions::default().concurrency,
+        a.arrival.cron.p99_ms,
+    );
     let rss_window_max = shared
         .rss_max_in_window
         .load(Ordering::Relaxed)
@@ -565,6 +574,11 @@ pub fn run_scenario(common: &Common, sc: &Scenario) -> Outcome {
             rss_peak_hwm_mib: mib(tl.end.rss.1),
             bench_records_mib: round3(records_bytes as f64 / 1048576.0),
         },
+        disk_write_bytes_per_fire: round3(
+            tl.end.write_bytes.saturating_sub(tl.begin.write_bytes) as f64
+                / (tl.clock.len().max(1)) as f64,
+        ),
+        ideal_client,
         logs,
         plot: None,
     };

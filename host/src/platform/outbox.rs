@@ -8,8 +8,10 @@
 //!   slots free up (while any are spilled, new events queue behind them). Without a store,
 //!   an event that finds no slot — or any event after shutdown began — is refused with an
 //!   error log.
-//! - With a store, every accepted event is journaled (group commits on the store's thread;
-//!   the clock never waits for the disk) and removed once the API has answered for it. On
+//! - With a store, every accepted event not delivered within [`JOURNAL_AFTER`] is journaled
+//!   (group commits on the store's thread; the clock never waits for the disk) and removed
+//!   once the API has answered for it — so with a healthy API most events never touch the
+//!   disk (docs/durability.md says what the 100 ms mean for a crash). On
 //!   start, what an earlier run left is delivered first, oldest first, while new fires go
 //!   out beside it. Delivery is at-least-once: see docs/durability.md for when a duplicate
 //!   can happen.
@@ -34,7 +36,7 @@
 //!   abandoned at shutdown without a store to keep it — is logged at error level as
 //!   `Failed to create event` with `rule_id`, `trigger_ref`, `scheduled_at` and a `reason`.
 //!   That message means an event was lost, nothing else. Each delivered one logs `Event
-//!   created` with `event_id` and `rule_id`.
+//!   created` with `event_id` and `rule_id` at debug level.
 //! - A retry logs a warning (`Event creation failed, retrying`).
 //! - [`Outbox::shutdown`] stops accepting, keeps delivering (retries then wait at most
 //!   `flush_backoff`) until everything is done or the flush time is up. Then, with a store,
@@ -65,6 +67,12 @@ use crate::support::limit::AdaptiveLimit;
 const TRIM_EVERY: Duration = Duration::from_secs(1);
 /// Spilled events loaded back at a time, once that many slots are free.
 const REFILL_BATCH: usize = 1024;
+/// An event still undelivered this long after the dispatcher took it is journaled (with
+/// the others of its batch). Writing every event and deleting it a few milliseconds later
+/// cost about 3 KB of disk writes and 0.25 cores per 10,000 fires a second (BENCHMARKS.md).
+pub const JOURNAL_AFTER: Duration = Duration::from_millis(100);
+/// Unjournaled events held at most; more are journaled at once.
+const JOURNAL_BATCH: usize = 8192;
 /// Requests in flight at first; the limit adapts from there up to `concurrency`.
 pub const INITIAL_CONCURRENCY: usize = 8;
 
@@ -174,6 +182,8 @@ struct Pending {
     rule_id: i64,
     trigger_ref: Arc<str>,
     scheduled_at: DateTime<Utc>,
+    /// In the store's journal (so its end must be journaled too).
+    journaled: bool,
 }
 
 struct Job {
@@ -337,8 +347,9 @@ impl Shared {
         }
     }
 
-    /// Registers jobs the dispatcher received as pending (what shutdown reports on).
-    fn track(&self, jobs: &[Job]) {
+    /// Registers jobs the dispatcher received as pending (what shutdown reports on);
+    /// `journaled`: they are in the store's journal already (loaded from it).
+    fn track(&self, jobs: &[Job], journaled: bool) {
         let mut pending = self.pending_map();
         for job in jobs {
             pending.insert(
@@ -347,6 +358,7 @@ impl Shared {
                     rule_id: job.event.rule_id,
                     trigger_ref: job.event.trigger_ref.clone(),
                     scheduled_at: job.event.scheduled_at,
+                    journaled,
                 },
             );
         }
@@ -384,13 +396,38 @@ impl Shared {
         );
     }
 
-    /// An event is done with (delivered, or given up and logged): out of the journal, then
-    /// out of memory — in that order, so a refill never finds it journaled and not pending.
+    /// An event is done with (delivered, or given up and logged): out of memory and, if it
+    /// was journaled, out of the journal — under one lock, so a refill or a journal flush
+    /// never sees it half done.
     fn finish(&self, id: u64) {
-        if let Some(store) = &self.store {
-            store.delete_events(vec![id]);
+        let mut pending = self.pending_map();
+        if let Some(p) = pending.remove(&id) {
+            if p.journaled {
+                if let Some(store) = &self.store {
+                    store.delete_events(vec![id]);
+                }
+            }
         }
-        self.pending_map().remove(&id);
+    }
+
+    /// Journals the events of `records` that are still pending.
+    fn journal(&self, records: Vec<StoredEvent>) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let mut pending = self.pending_map();
+        let kept: Vec<StoredEvent> = records
+            .into_iter()
+            .filter(|r| match pending.get_mut(&r.id) {
+                Some(p) => {
+                    p.journaled = true;
+                    true
+                }
+                None => false,
+            })
+            .collect();
+        // Sent under the lock: a delivery that ends now deletes after this insert.
+        store.insert_events(kept, false);
     }
 }
 
@@ -483,6 +520,8 @@ impl Outbox {
             running: HashMap::new(),
             cursor: 0,
             earlier_run: first_id - 1,
+            unjournaled: Vec::new(),
+            journal_due: None,
         };
         let task = tokio::spawn(dispatcher.run(rx, stop_rx).with_current_subscriber());
         Outbox {
@@ -621,6 +660,9 @@ struct Dispatcher {
     cursor: u64,
     /// Ids up to this were journaled by an earlier run: all are to be loaded.
     earlier_run: u64,
+    /// Events taken but not journaled yet, and when the first of them was taken.
+    unjournaled: Vec<StoredEvent>,
+    journal_due: Option<Instant>,
 }
 
 impl Dispatcher {
@@ -663,6 +705,9 @@ impl Dispatcher {
                     trimming = None;
                     self.trimmed(dropped);
                 }
+                _ = tokio::time::sleep_until(self.journal_due.unwrap_or_else(Instant::now)), if self.journal_due.is_some() => {
+                    self.flush_journal();
+                }
             }
         };
         self.shared.flushing.send_replace(true);
@@ -670,6 +715,9 @@ impl Dispatcher {
         while let Ok(msg) = rx.try_recv() {
             self.receive(msg);
         }
+        // Everything pending is journaled now, before the flush, so that what the flush
+        // does not deliver stays for the next start.
+        self.flush_journal();
         let tasks = &mut self.tasks;
         let drained = tokio::time::timeout_at(deadline, async {
             while tasks.join_next().await.is_some() {}
@@ -683,14 +731,16 @@ impl Dispatcher {
     fn receive(&mut self, msg: Msg) {
         match msg {
             Msg::Jobs(jobs) => {
-                self.shared.track(&jobs);
+                self.shared.track(&jobs, false);
                 self.shared.queued.fetch_sub(jobs.len(), Ordering::Relaxed);
-                if let Some(store) = &self.shared.store {
-                    let records = jobs
-                        .iter()
-                        .map(|j| stored(j.id, &j.event, j.enqueued_at))
-                        .collect();
-                    store.insert_events(records, false);
+                if self.shared.store.is_some() {
+                    self.unjournaled
+                        .extend(jobs.iter().map(|j| stored(j.id, &j.event, j.enqueued_at)));
+                    self.journal_due
+                        .get_or_insert_with(|| Instant::now() + JOURNAL_AFTER);
+                    if self.unjournaled.len() >= JOURNAL_BATCH {
+                        self.flush_journal();
+                    }
                 }
                 for job in jobs {
                     self.spawn(job);
@@ -701,6 +751,14 @@ impl Dispatcher {
                     store.insert_events(events, true);
                 }
             }
+        }
+    }
+
+    /// Journals the taken events that are still undelivered.
+    fn flush_journal(&mut self) {
+        self.journal_due = None;
+        if !self.unjournaled.is_empty() {
+            self.shared.journal(std::mem::take(&mut self.unjournaled));
         }
     }
 
@@ -764,7 +822,9 @@ impl Dispatcher {
                         "unreadable in the state store",
                     );
                     self.shared.failed.fetch_add(1, Ordering::Relaxed);
-                    self.shared.finish(row.id);
+                    if let Some(store) = &self.shared.store {
+                        store.delete_events(vec![row.id]);
+                    }
                     continue;
                 }
             };
@@ -787,7 +847,7 @@ impl Dispatcher {
                 _slot: slot,
             });
         }
-        self.shared.track(&jobs);
+        self.shared.track(&jobs, true);
         for job in jobs {
             self.spawn(job);
         }
@@ -877,7 +937,9 @@ async fn deliver(shared: Arc<Shared>, job: Job) -> u64 {
             Ok(event_id) => {
                 shared.delivered.fetch_add(1, Ordering::Relaxed);
                 shared.finish(job.id);
-                tracing::info!(
+                // Per event: debug, not info — at 10,000 fires a second a line each is a
+                // tenth of a core (BENCHMARKS.md).
+                tracing::debug!(
                     event_id,
                     rule_id = event.rule_id,
                     trigger_ref = %event.trigger_ref,

@@ -1248,7 +1248,8 @@ fn log_fired(
     fired_at: DateTime<Utc>,
     next: Option<DateTime<Utc>>,
 ) {
-    info!(
+    // Per fire: debug (see the outbox's `Event created`).
+    debug!(
         rule_id,
         trigger_ref = %trigger_ref,
         execution_count,
