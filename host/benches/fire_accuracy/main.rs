@@ -142,10 +142,14 @@ pub struct Args {
     pub warmup: u64,
     pub log: LogMode,
     pub out: PathBuf,
+    /// `--store on|off`: the daemon with its state store (the default) or without.
+    pub store: bool,
+    /// `--concurrency N`: `ATTUNE_OUTBOX_CONCURRENCY` (default: the daemon's).
+    pub concurrency: Option<u64>,
 }
 
 const USAGE: &str = "fire_accuracy [--scenario 1k,10k,100k|N|N/P,...] [--seconds S] [--warmup W] \
-    [--interval-rules M] [--log null|file|off] [--out PATH]";
+    [--interval-rules M] [--log null|file|off] [--out PATH] [--store on|off] [--concurrency N]";
 
 const OPTIONS: &[Opt] = &[
     Opt::new(&["--scenario", "--scenarios"], Some("FIRE_BENCH_SCENARIO")),
@@ -155,6 +159,8 @@ const OPTIONS: &[Opt] = &[
     Opt::new(&["--warmup"], Some("FIRE_BENCH_WARMUP")),
     Opt::new(&["--log"], Some("FIRE_BENCH_LOG")),
     Opt::new(&["--out"], Some("FIRE_BENCH_OUT")),
+    Opt::new(&["--store"], Some("FIRE_BENCH_STORE")),
+    Opt::new(&["--concurrency"], Some("FIRE_BENCH_CONCURRENCY")),
 ];
 
 fn parse_args() -> Args {
@@ -179,6 +185,12 @@ fn parse_args() -> Args {
             "off" => LogMode::Off,
             other => panic!("--log must be null, file or off, not {other}"),
         },
+        store: match o.get("--store").unwrap_or("on") {
+            "on" => true,
+            "off" => false,
+            other => panic!("--store must be on or off, not {other}"),
+        },
+        concurrency: o.get("--concurrency").map(|_| o.num("--concurrency", 64)),
         out: o
             .get("--out")
             .map(PathBuf::from)

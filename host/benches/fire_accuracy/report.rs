@@ -46,6 +46,10 @@ pub struct Params {
     pub window_seconds: f64,
     pub logs: LogMode,
     pub profile: &'static str,
+    /// The daemon ran with its state store.
+    pub state_store: bool,
+    /// `ATTUNE_OUTBOX_CONCURRENCY`, when the bench set it.
+    pub outbox_concurrency: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -170,7 +170,15 @@ async fn drive_daemon(
     shared: &Shared,
 ) -> Timeline {
     let t0 = Instant::now();
-    let daemon = TestDaemon::start(api, &[]).await;
+    let concurrency = args.concurrency.map(|n| n.to_string());
+    let mut extra = Vec::new();
+    if !args.store {
+        extra.push(("ATTUNE_STATE_DIR", "off"));
+    }
+    if let Some(n) = &concurrency {
+        extra.push(("ATTUNE_OUTBOX_CONCURRENCY", n.as_str()));
+    }
+    let daemon = TestDaemon::start(api, &extra).await;
     let startup = t0.elapsed();
     let want = sc.rules + args.interval_rules;
     let deadline = Instant::now() + Duration::from_secs(60 + sc.rules as u64 / 1000);
@@ -511,7 +519,10 @@ pub fn run_scenario(common: &Common, sc: &Scenario) -> Outcome {
         &api,
         &attune_testkit::daemon::default_token(),
         sc.rules / sc.period.max(1) as usize,
-        attune_timer::platform::outbox::OutboxOptions::default().concurrency,
+        args.concurrency.map_or(
+            attune_timer::platform::outbox::OutboxOptions::default().concurrency,
+            |n| n as usize,
+        ),
         a.arrival.cron.p99_ms,
     );
     let rss_window_max = shared
@@ -541,6 +552,8 @@ pub fn run_scenario(common: &Common, sc: &Scenario) -> Outcome {
             warmup_seconds: args.warmup,
             window_seconds: round3(a.window_s),
             logs: args.log,
+            state_store: args.store,
+            outbox_concurrency: args.concurrency,
             profile: if cfg!(debug_assertions) {
                 "debug"
             } else {
