@@ -270,9 +270,10 @@ fn sigterm_during_startup_exits_cleanly() {
 }
 
 /// Starts the binary and waits for its readiness line; returns it with its stderr lines.
+/// (Returns the stderr lines up to the readiness line, and a receiver of the rest.)
 fn spawn_ready(
     env: &std::collections::HashMap<String, String>,
-) -> (std::process::Child, mpsc::Receiver<String>) {
+) -> (std::process::Child, Vec<String>, mpsc::Receiver<String>) {
     let mut child = bare()
         .envs(env)
         .stdout(Stdio::null())
@@ -288,12 +289,15 @@ fn spawn_ready(
         }
     });
     let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
     loop {
         let line = rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .expect("the daemon logs readiness");
-        if line.contains("Timer sensor ready") {
-            return (child, rx);
+        let ready = line.contains("Timer sensor ready");
+        seen.push(line);
+        if ready {
+            return (child, seen, rx);
         }
     }
 }
@@ -331,7 +335,7 @@ fn sigkill_during_an_outage_loses_no_pending_event() {
     }
     let env = test_env(&api, &[]);
     let _cleanup = Cleanup::of(&env);
-    let (mut child, _logs) = spawn_ready(&env);
+    let (mut child, _, _logs) = spawn_ready(&env);
     // Three ticks of ten rules, all failing; then half a second past a whole second.
     let started = Instant::now();
     while ticks(
@@ -363,7 +367,7 @@ fn sigkill_during_an_outage_loses_no_pending_event() {
     );
 
     api.clear_event_failures();
-    let (mut child, _logs) = spawn_ready(&env);
+    let (mut child, first_lines, _logs) = spawn_ready(&env);
     let started = Instant::now();
     loop {
         let delivered = ticks(api.events().iter().map(|e| &e.body));
@@ -385,4 +389,10 @@ fn sigkill_during_an_outage_loses_no_pending_event() {
         .status()
         .unwrap();
     assert!(child.wait().unwrap().success());
+    assert!(
+        first_lines
+            .iter()
+            .any(|l| l.contains("The previous run did not stop cleanly")),
+        "the restart says the kill was not a clean stop"
+    );
 }

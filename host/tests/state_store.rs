@@ -110,3 +110,20 @@ async fn rule_states_read_back_after_a_reopen_and_retain_forgets_the_rest() {
     assert_eq!(loaded, expected);
     store.close().await;
 }
+
+/// A graceful close is recorded; a store dropped without one (a crash) is reported as an
+/// unclean stop at the next open. A new store counts as clean.
+#[tokio::test]
+async fn the_next_open_knows_whether_the_last_run_stopped_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).unwrap();
+    assert!(store.previous_run_clean(), "a new store");
+    store.close().await;
+    drop(store);
+    let store = open(dir.path()).unwrap();
+    assert!(store.previous_run_clean());
+    drop(store); // no close: as after a kill
+    let store = open(dir.path()).unwrap();
+    assert!(!store.previous_run_clean());
+    store.close().await;
+}

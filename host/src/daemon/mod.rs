@@ -343,6 +343,13 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Option<Store>> {
         .context("The state store's opening task failed")?
         .context("Cannot open the state store")?;
     info!(state_dir = %store.dir().display(), "State store opened");
+    if !store.previous_run_clean() {
+        warn!(
+            state_dir = %store.dir().display(),
+            "The previous run did not stop cleanly (a crash, a kill or a power cut): the fires \
+             of its last moments may be missing or may come twice (docs/durability.md)"
+        );
+    }
     Ok(Some(store))
 }
 

@@ -11,7 +11,7 @@
 //! - With a store, every accepted event not delivered within [`JOURNAL_AFTER`] is journaled
 //!   (group commits on the store's thread; the clock never waits for the disk) and removed
 //!   once the API has answered for it — so with a healthy API most events never touch the
-//!   disk (docs/durability.md says what the 100 ms mean for a crash). On
+//!   disk (docs/durability.md says what this means for a crash). On
 //!   start, what an earlier run left is delivered first, oldest first, while new fires go
 //!   out beside it. Delivery is at-least-once: see docs/durability.md for when a duplicate
 //!   can happen.
@@ -68,8 +68,10 @@ const TRIM_EVERY: Duration = Duration::from_secs(1);
 /// Spilled events loaded back at a time, once that many slots are free.
 const REFILL_BATCH: usize = 1024;
 /// An event still undelivered this long after the dispatcher took it is journaled (with
-/// the others of its batch). Writing every event and deleting it a few milliseconds later
-/// cost about 3 KB of disk writes and 0.25 cores per 10,000 fires a second (BENCHMARKS.md).
+/// the others of its batch). Writing every event and deleting it a moment later cost about
+/// 3 KB of disk writes and a quarter of a core per 10,000 fires a second (BENCHMARKS.md);
+/// the price is a window: a crash loses the undelivered fires of its last ~120 ms (this and
+/// the store's commit window; docs/durability.md).
 pub const JOURNAL_AFTER: Duration = Duration::from_millis(100);
 /// Unjournaled events held at most; more are journaled at once.
 const JOURNAL_BATCH: usize = 8192;

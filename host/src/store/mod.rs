@@ -171,6 +171,8 @@ pub struct StoreOptions {
 
 struct Shared {
     dir: PathBuf,
+    /// Whether the run before this one closed the store gracefully.
+    previous_clean: bool,
     ops: Mutex<Option<mpsc::Sender<Op>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     writable: AtomicBool,
@@ -207,8 +209,13 @@ impl Store {
         let lock = lock_dir(dir)?;
         let file = dir.join(DB_FILE);
         let conn = open_db(&file, opts)?;
+        let previous_clean = mark_running(&conn).map_err(|source| StoreError::Open {
+            file: file.clone(),
+            source,
+        })?;
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared {
+            previous_clean,
             dir: dir.to_path_buf(),
             ops: Mutex::new(Some(tx)),
             writer: Mutex::new(None),
@@ -236,6 +243,13 @@ impl Store {
     /// The state directory.
     pub fn dir(&self) -> &Path {
         &self.shared.dir
+    }
+
+    /// Whether the run before this one stopped gracefully ([`Store::close`]); `false` after
+    /// a crash, a kill or a power cut — then the last moments' fires may not all be in the
+    /// store (docs/durability.md). A new store counts as clean.
+    pub fn previous_run_clean(&self) -> bool {
+        self.shared.previous_clean
     }
 
     pub fn stats(&self) -> StoreStats {
@@ -354,9 +368,10 @@ impl Store {
         self.ask(Op::Flush).await
     }
 
-    /// Commits what is queued and stops the writer. Idempotent; other handles then see
-    /// [`StoreError::Closed`].
+    /// Commits what is queued, records a graceful stop, and stops the writer. Idempotent;
+    /// other handles then see [`StoreError::Closed`].
     pub async fn close(&self) {
+        self.send(Op::MarkClean);
         let tx = self.shared.ops.lock().expect("store ops lock").take();
         drop(tx);
         let thread = self.shared.writer.lock().expect("store writer lock").take();
@@ -379,6 +394,22 @@ impl Drop for Shared {
             }
         }
     }
+}
+
+/// Reads whether the last run stopped cleanly and records that one runs now.
+fn mark_running(conn: &Connection) -> rusqlite::Result<bool> {
+    use rusqlite::OptionalExtension;
+    let clean: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'clean_stop'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('clean_stop', '0')
+         ON CONFLICT (key) DO UPDATE SET value = '0'",
+        [],
+    )?;
+    Ok(clean.is_none_or(|v| v == "1"))
 }
 
 fn lock_dir(dir: &Path) -> Result<File, StoreError> {

@@ -34,6 +34,11 @@ const MIGRATIONS: [&str; VERSION as usize] = [
         last_tick TEXT,
         execution_count INTEGER NOT NULL,
         saved_at_ms INTEGER NOT NULL
+    );
+    -- 'clean_stop': '1' once a run closed the store gracefully, '0' while one runs.
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
     );",
 ];
 

@@ -54,6 +54,8 @@ pub(super) enum Op {
     },
     LoadRules(Reply<HashMap<i64, RuleState>>),
     Flush(Reply<bool>),
+    /// A graceful stop: the last write.
+    MarkClean,
 }
 
 impl Op {
@@ -65,6 +67,7 @@ impl Op {
                 | Op::SaveRules(_)
                 | Op::RetainRules(_)
                 | Op::DeleteRules(_)
+                | Op::MarkClean
         )
     }
 }
@@ -189,11 +192,16 @@ impl Writer {
                 "DELETE FROM outbox WHERE id = ?1 RETURNING length(payload) + length(trigger_ref)",
             )?;
             let mut save = tx.prepare_cached(
-                "INSERT OR REPLACE INTO rule_state
+                // An upsert updates the row in place (REPLACE would delete and insert it).
+                "INSERT INTO rule_state
                  (rule_id, trigger_ref, spec, started_at, last_tick, execution_count, saved_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (rule_id) DO UPDATE SET trigger_ref = ?2, spec = ?3, started_at = ?4,
+                     last_tick = ?5, execution_count = ?6, saved_at_ms = ?7",
             )?;
             let mut forget = tx.prepare_cached("DELETE FROM rule_state WHERE rule_id = ?1")?;
+            let mut clean =
+                tx.prepare_cached("UPDATE meta SET value = '1' WHERE key = 'clean_stop'")?;
             let now = millis(&Utc::now());
             for op in ops {
                 match op {
@@ -232,6 +240,9 @@ impl Writer {
                                 now,
                             ])?;
                         }
+                    }
+                    Op::MarkClean => {
+                        clean.execute([])?;
                     }
                     Op::DeleteRules(ids) => {
                         for id in ids {

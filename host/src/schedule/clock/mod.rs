@@ -122,8 +122,11 @@ pub const ON_TIME: Duration = Duration::from_millis(5);
 const RELEASE_CHUNK: usize = 256;
 /// Time allowed for collecting and handing over one chunk (it takes tens of microseconds).
 const HAND_OVER: Duration = Duration::from_micros(100);
-/// How often changed timer states are saved to the store.
-pub const PERSIST_EVERY: Duration = Duration::from_secs(1);
+/// How often changed timer states are saved to the store (and at shutdown). Every second
+/// cost about 4 KB of disk writes per fire with 100,000 rules (each save rewrites the
+/// table pages its rows are on, spread over the whole table); every 5 s, a fifth of it.
+/// A crash loses at most this much state: those ticks count as missed after the restart.
+pub const PERSIST_EVERY: Duration = Duration::from_secs(5);
 /// Catch-up fires of one rule under `ATTUNE_MISFIRE=all` are at least this far apart.
 pub const CATCH_UP_PACE: Duration = Duration::from_millis(10);
 
@@ -553,6 +556,10 @@ impl Clock {
                 let timer = state.timers.get_mut(&id).expect("listed above");
                 timer.trigger_ref = trigger_ref;
                 timer.schedule = Arc::new(schedule);
+                // The saved state names the schedule: save it with the new one.
+                if self.shared.store.is_some() {
+                    state.dirty.insert(id);
+                }
             }
             let timer = &state.timers[&id];
             state
@@ -903,17 +910,39 @@ impl Shared {
         let Some(store) = &self.store else {
             return;
         };
-        let states = {
+        // Under the clock's lock only what is cheap to copy (the schedule is shared): at
+        // 10,000 fires a second, building the records there held the clock up for tens of
+        // milliseconds every second.
+        let (ended, changed) = {
             let mut state = self.state.lock().expect("clock state lock");
             let state = &mut *state;
-            let mut out = std::mem::take(&mut state.ended);
-            for id in state.dirty.drain() {
-                if let Some(timer) = state.timers.get(&id) {
-                    out.push(timer.state(id));
-                }
-            }
-            out
+            let changed: Vec<_> = state
+                .dirty
+                .drain()
+                .filter_map(|id| {
+                    let t = state.timers.get(&id)?;
+                    Some((
+                        id,
+                        t.schedule.clone(),
+                        t.started_at,
+                        t.last_tick,
+                        t.execution_count,
+                    ))
+                })
+                .collect();
+            (std::mem::take(&mut state.ended), changed)
         };
+        let mut states = ended;
+        states.extend(changed.into_iter().map(
+            |(rule_id, schedule, started_at, last_tick, execution_count)| RuleState {
+                rule_id,
+                trigger_ref: schedule.trigger_ref.clone(),
+                spec: schedule.spec.clone(),
+                started_at,
+                last_tick,
+                execution_count,
+            },
+        ));
         store.save_rules(states);
     }
 
