@@ -141,32 +141,7 @@ fn run_until_signal(sig: &str) {
     api.add_rule(1, "core.intervaltimer", json!({"interval": 1}), true);
     let env = test_env(&api, &[]);
     let _cleanup = Cleanup::of(&env);
-    let mut child = bare()
-        .envs(&env)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        for line in BufReader::new(stderr).lines() {
-            let line = line.unwrap();
-            let _ = tx.send(line.clone());
-            all.push(line);
-        }
-        all
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("the daemon logs readiness");
-        if line.contains("Timer sensor ready") {
-            break;
-        }
-    }
+    let (mut child, mut lines, rest) = spawn_ready(&env);
     // Let the rule fire once.
     let fired = Instant::now();
     while api.events().is_empty() {
@@ -188,7 +163,8 @@ fn run_until_signal(sig: &str) {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    let lines = reader.join().unwrap();
+    // The reader ends with the child's stderr.
+    lines.extend(rest.iter());
     let log = lines.join("\n");
     assert!(exit.success(), "exit 0 after {sig}: {exit}\n{log}");
     for needle in [

@@ -225,15 +225,11 @@ pub async fn run(
     let runtime = source.load_in_background().await?;
     let info = runtime.info().clone();
     let store = match state_dir {
-        Some(dir) => {
-            let store =
-                tokio::task::spawn_blocking(move || Store::open(&dir, &StoreOptions::default()))
-                    .await
-                    .context("the state store's opening task failed")?
-                    .context("cannot open the state store")?;
-            info!(state_dir = %store.dir().display(), "State store opened");
-            Some(store)
-        }
+        Some(dir) => Some(
+            Store::open_in_background(dir, StoreOptions::default())
+                .await
+                .context("cannot open the state store")?,
+        ),
         None => None,
     };
     let restored = match &store {

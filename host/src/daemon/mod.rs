@@ -328,8 +328,8 @@ impl Started {
     }
 }
 
-/// Opens the state store the settings name (on a blocking thread: it checks the file),
-/// or says loudly that nothing will survive a restart.
+/// Opens the state store the settings name, or says loudly that nothing will survive a
+/// restart.
 async fn open_store(settings: &Settings) -> anyhow::Result<Option<Store>> {
     let Some(dir) = settings.state_dir.clone() else {
         warn!(
@@ -338,18 +338,9 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Option<Store>> {
         );
         return Ok(None);
     };
-    let store = tokio::task::spawn_blocking(move || Store::open(&dir, &StoreOptions::default()))
+    let store = Store::open_in_background(dir, StoreOptions::default())
         .await
-        .context("The state store's opening task failed")?
         .context("Cannot open the state store")?;
-    info!(state_dir = %store.dir().display(), "State store opened");
-    if !store.previous_run_clean() {
-        warn!(
-            state_dir = %store.dir().display(),
-            "The previous run did not stop cleanly (a crash, a kill or a power cut): the fires \
-             of its last moments may be missing or may come twice (docs/durability.md)"
-        );
-    }
     Ok(Some(store))
 }
 

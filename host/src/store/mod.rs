@@ -83,6 +83,8 @@ pub enum StoreError {
     },
     #[error("the state store is closed")]
     Closed,
+    #[error("the state store's opening task failed: {0}")]
+    Task(String),
     #[error("state store query failed: {0}")]
     Query(#[source] rusqlite::Error),
 }
@@ -238,6 +240,25 @@ impl Store {
             })?;
         *shared.writer.lock().expect("store writer lock") = Some(thread);
         Ok(Store { shared })
+    }
+
+    /// [`Store::open`] on a blocking thread (it reads and checks the file), logging what it
+    /// found: `State store opened`, and a warning when the previous run did not stop
+    /// cleanly.
+    pub async fn open_in_background(dir: PathBuf, opts: StoreOptions) -> Result<Store, StoreError> {
+        let store = tokio::task::spawn_blocking(move || Store::open(&dir, &opts))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))??;
+        tracing::info!(state_dir = %store.dir().display(), "State store opened");
+        if !store.previous_run_clean() {
+            tracing::warn!(
+                state_dir = %store.dir().display(),
+                "The previous run did not stop cleanly (a crash, a kill or a power cut): the \
+                 fires of its last moments may be missing or may come twice \
+                 (docs/durability.md)"
+            );
+        }
+        Ok(store)
     }
 
     /// The state directory.
