@@ -19,9 +19,14 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_attune-core-timer-sensor");
 
 fn spawn_local(rules: &Path) -> Child {
+    spawn_local_with(rules, &[])
+}
+
+fn spawn_local_with(rules: &Path, extra: &[&str]) -> Child {
     Command::new(BIN)
         .arg("--rules")
         .arg(rules)
+        .args(extra)
         .args(["--sink", "stdout", "--log-format", "json"])
         .env_remove("ATTUNE_TIMER_COMPONENT")
         .stdin(Stdio::null())
@@ -254,4 +259,38 @@ async fn the_example_rules_all_start() {
     let report = table.apply_snapshot(rules.clone()).await;
     assert_eq!(report.running, rules.len(), "{report:?}");
     clock.shutdown().await;
+}
+
+/// Local mode keeps state in memory, unless given `--state-dir`: then a rule's count carries
+/// on across runs.
+#[test]
+fn with_a_state_dir_counts_carry_on_across_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.json");
+    std::fs::write(
+        &rules,
+        r#"[{"id": 1, "trigger_ref": "core.intervaltimer", "trigger_params": {"interval": 1}}]"#,
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let run = |extra: &[&str]| -> Vec<u64> {
+        let mut child = spawn_local_with(&rules, extra);
+        let lines = read_lines(&mut child);
+        let _stderr = collect_stderr(&mut child);
+        let mut counts = Vec::new();
+        while counts.len() < 2 {
+            let (_, v) = lines
+                .recv_timeout(Duration::from_secs(10))
+                .expect("an event");
+            counts.push(v["payload"]["execution_count"].as_u64().unwrap());
+        }
+        signal(&child, "-TERM");
+        assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+        counts
+    };
+    let state_arg = state.to_str().unwrap();
+    assert_eq!(run(&["--state-dir", state_arg]), vec![1, 2]);
+    let again = run(&["--state-dir", state_arg]);
+    assert!(again[0] >= 3, "the count carries on: {again:?}");
+    assert_eq!(run(&[]), vec![1, 2], "without it: memory only");
 }
