@@ -78,8 +78,12 @@ fn setup(wall: Arc<Wall>, policy: MisfirePolicy) -> (Clock, RuleTable, Arc<Colle
     (clock, table, sink)
 }
 
-fn at(e: &Event, key: &str) -> DateTime<Utc> {
-    utc(e.payload.to_map()[key].as_str().unwrap())
+/// The ticks a rule's events name (`scheduled_at`), in the order they were handed over.
+fn ticks(sink: &Collect, rule_id: i64) -> Vec<DateTime<Utc>> {
+    sink.for_rule(rule_id)
+        .iter()
+        .map(|e: &Event| utc(e.payload.to_map()["scheduled_at"].as_str().unwrap()))
+        .collect()
 }
 
 /// A forward step of an hour (or a suspend of an hour: here the monotonic clock does not
@@ -115,11 +119,7 @@ async fn a_forward_step_or_a_suspend_is_followed() {
     tokio::time::sleep(Duration::from_millis(1_500)).await; // 13:01:06.5
     let stepped = logs.with_message_prefix("Wall clock stepped by 3600000 ms");
     assert_eq!(stepped.len(), 1, "{}", logs.text());
-    let cron: Vec<DateTime<Utc>> = sink
-        .for_rule(1)
-        .iter()
-        .map(|e| at(e, "scheduled_at"))
-        .collect();
+    let cron = ticks(&sink, 1);
     assert_eq!(
         cron,
         vec![utc("2026-03-26T12:01:00Z"), utc("2026-03-26T13:01:00Z")],
@@ -133,11 +133,7 @@ async fn a_forward_step_or_a_suspend_is_followed() {
     assert_eq!(missed[0]["ticks_missed"], 60);
     // On: the next minute on the wall clock.
     tokio::time::sleep(Duration::from_secs(60)).await;
-    let cron: Vec<DateTime<Utc>> = sink
-        .for_rule(1)
-        .iter()
-        .map(|e| at(e, "scheduled_at"))
-        .collect();
+    let cron = ticks(&sink, 1);
     assert_eq!(cron.last(), Some(&utc("2026-03-26T13:02:00Z")));
     assert_eq!(cron.len(), 3);
     // The interval rule: every 10 s of elapsed time, 126.5 s in all; none lost, none extra.
@@ -171,18 +167,10 @@ async fn a_backward_step_never_fires_a_tick_twice() {
     );
     // 11:52 .. 12:01 pass again on the wall clock: nothing fires for them.
     tokio::time::sleep(Duration::from_secs(600)).await; // 12:01:02.5
-    let cron: Vec<DateTime<Utc>> = sink
-        .for_rule(1)
-        .iter()
-        .map(|e| at(e, "scheduled_at"))
-        .collect();
+    let cron = ticks(&sink, 1);
     assert_eq!(cron, vec![utc("2026-03-26T12:01:00Z")]);
     tokio::time::sleep(Duration::from_secs(60)).await;
-    let cron: Vec<DateTime<Utc>> = sink
-        .for_rule(1)
-        .iter()
-        .map(|e| at(e, "scheduled_at"))
-        .collect();
+    let cron = ticks(&sink, 1);
     assert_eq!(
         cron,
         vec![utc("2026-03-26T12:01:00Z"), utc("2026-03-26T12:02:00Z")]
