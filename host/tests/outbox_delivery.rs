@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use attune_testkit::fake_api::{make_jwt, now_unix, FakeApi, FakeOptions};
 use attune_testkit::logs::LogCapture;
+use attune_testkit::outbox::fast_retries as fast;
 use attune_timer::platform::api::{ApiClient, DEFAULT_REQUEST_TIMEOUT};
 use attune_timer::platform::outbox::{Outbox, OutboxOptions};
 use attune_timer::platform::token::TokenHandle;
@@ -29,16 +30,6 @@ fn event(rule_id: i64) -> Event {
         trigger_ref: "core.intervaltimer".into(),
         payload: payload.into(),
         scheduled_at: scheduled(rule_id),
-    }
-}
-
-/// Fast retries for tests.
-fn fast() -> OutboxOptions {
-    OutboxOptions {
-        initial_backoff: Duration::from_millis(10),
-        max_backoff: Duration::from_millis(40),
-        flush_backoff: Duration::from_millis(10),
-        ..OutboxOptions::default()
     }
 }
 

@@ -7,6 +7,7 @@
 //! | [`daemon`] | the daemon under test: [`daemon::TestDaemon`] in-process, [`daemon::Broker`], [`daemon::test_env`] |
 //! | [`logs`] | [`logs::LogCapture`]: the daemon's own JSON log subscriber, into a buffer |
 //! | [`sink`] | [`sink::Collect`]: the one collecting `EventSink`, with a wait-for-n helper |
+//! | [`outbox`] | what the outbox tests share: [`outbox::fast_retries`] |
 //! | [`rules`] | the rule builders |
 //! | [`machine`] | process and machine figures for the benches (Linux `/proc`) |
 //! | [`bench`] | what the benches share: the argument parser, the readiness line, JSON reports |
@@ -17,6 +18,7 @@ pub mod daemon;
 pub mod fake_api;
 pub mod logs;
 pub mod machine;
+pub mod outbox;
 pub mod rules;
 pub mod sink;
 pub mod wait;
