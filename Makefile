@@ -8,6 +8,7 @@
 #   make python-component   build the second, Python implementation of the timer logic
 #   make js-component       build the JavaScript example component (examples/js-timer)
 #   make differential       the randomized differential test of the timer logic
+#   make deploy-check       check the alert rules, their tests and the systemd unit (deploy/)
 
 CARGO  ?= cargo
 PROFILE = --release
@@ -17,9 +18,12 @@ JS_DIR       = examples/js-timer
 JS_COMPONENT = $(JS_DIR)/target/timer_js.wasm
 DIFF_VENV    = tests/oracle/.venv
 TARGET_DIR   = $(or $(CARGO_TARGET_DIR),target)
+TOOLS        = $(TARGET_DIR)/tools
+PROMTOOL     = $(TOOLS)/promtool
+UNIT         = deploy/systemd/attune-core-timer-sensor.service
 
 .PHONY: all setup build test bench run check-example component python-component js-component \
-	differential fmt clippy clean
+	differential deploy-check fmt clippy clean
 
 all: build
 
@@ -64,11 +68,48 @@ differential: $(DIFF_VENV)/.installed
 	$(CARGO) build $(PROFILE) -p conformance --bin conformance
 	$(DIFF_VENV)/bin/python tests/oracle/differential.py --conformance $(TARGET_DIR)/release/conformance
 
+# promtool, which checks and unit-tests the alert rules, from Debian's prometheus package,
+# unpacked rather than installed: installing it would also install and start a Prometheus
+# server. Without package lists it refreshes them once (`apt-get update`, as root); run as
+# root, apt-get warns that the download is unsandboxed because the _apt user cannot write
+# here, which is harmless.
+$(PROMTOOL):
+	rm -rf $(TOOLS)/promtool.tmp
+	mkdir -p $(TOOLS)/promtool.tmp
+	cd $(TOOLS)/promtool.tmp && { apt-get download prometheus || \
+	  { apt-get update -qq && apt-get download prometheus; }; } || { \
+	  echo "Cannot download Debian's prometheus package for promtool (apt-get download prometheus)" >&2; \
+	  exit 1; }
+	dpkg-deb -x $(TOOLS)/promtool.tmp/prometheus_*.deb $(TOOLS)/promtool.tmp/root
+	cp $(TOOLS)/promtool.tmp/root/usr/bin/promtool $@.new
+	mv $@.new $@
+	rm -rf $(TOOLS)/promtool.tmp
+
+# The deployment files by hand (host/tests/deploy_files.rs checks the same in `make test`).
+# systemd-analyze verify exits 0 on warnings such as an unknown key or a value it cannot
+# parse, so any line naming the unit fails the check. It runs on a copy whose ExecStart is
+# an executable that exists here and whose EnvironmentFile is an empty file, the two
+# things only an installed system has.
+deploy-check: $(PROMTOOL)
+	$(PROMTOOL) check rules deploy/prometheus/alerts.yml
+	$(PROMTOOL) test rules deploy/prometheus/alerts_test.yml
+	@dir=$$(mktemp -d) && trap 'rm -rf "$$dir"' EXIT && touch "$$dir/env" && \
+	  sed -e 's|^ExecStart=.*|ExecStart=/bin/true|' -e "s|^EnvironmentFile=.*|EnvironmentFile=$$dir/env|" \
+	    $(UNIT) > "$$dir/$(notdir $(UNIT))" && \
+	  out=$$(systemd-analyze verify "$$dir/$(notdir $(UNIT))" 2>&1); rc=$$?; \
+	  if [ $$rc -ne 0 ] || printf '%s\n' "$$out" | grep -qF '$(notdir $(UNIT))'; then \
+	    printf '%s\n' "$$out" >&2; echo "systemd-analyze verify: $(UNIT) has problems" >&2; exit 1; \
+	  fi; \
+	  echo "systemd-analyze verify: $(UNIT) OK"
+
 # Every test; the benchmarks are only compiled (they measure, see `make bench`). Every
 # cargo step selects the whole workspace with its dev-dependencies, so all share one set of
 # compiled dependencies; the runner the last two steps use is the one the tests built.
-test: setup python-component js-component $(DIFF_VENV)/.installed
-	PYTHON_TIMER_WASM=$(CURDIR)/$(PY_COMPONENT) $(CARGO) test $(PROFILE) --workspace --no-fail-fast
+# promtool is passed by absolute path (the tests run in the crate's directory), like the
+# Python component.
+test: setup python-component js-component $(DIFF_VENV)/.installed $(PROMTOOL)
+	PYTHON_TIMER_WASM=$(CURDIR)/$(PY_COMPONENT) PROMTOOL=$(abspath $(PROMTOOL)) \
+	  $(CARGO) test $(PROFILE) --workspace --no-fail-fast
 	$(CARGO) test $(PROFILE) --workspace --benches --no-run
 	$(TARGET_DIR)/release/conformance --component $(JS_COMPONENT)
 	$(DIFF_VENV)/bin/python tests/oracle/differential.py --conformance $(TARGET_DIR)/release/conformance

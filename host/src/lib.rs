@@ -13,6 +13,7 @@
 //! | [`schedule`] | the rule table, the clock, live component swap, and the events they produce |
 //! | [`component`] | finding, loading, checking and calling a timer component in its sandbox |
 //! | [`store`] | the state store: undelivered events and rules' timer state, in SQLite |
+//! | [`telemetry`] | every exported metric: names, help, units, bounded label sets |
 //! | `support` | small helpers every layer shares: backoff, blocking calls, redaction |
 
 pub mod app;
@@ -22,3 +23,4 @@ pub mod platform;
 pub mod schedule;
 pub mod store;
 pub(crate) mod support;
+pub mod telemetry;

@@ -18,14 +18,14 @@ use attune_timer::app::logging;
 use attune_timer::component::{CallError, RuleError, Source};
 use attune_timer::daemon;
 use attune_timer::daemon::config::{
-    compile_cache_from, LogFormat, Overrides, ProcessEnv, Settings,
+    compile_cache_from, parse_admin_addr, LogFormat, Overrides, ProcessEnv, Settings,
 };
 
 const SETTINGS_HELP: &str = "\
 Settings (daemon mode). Read from the environment, or with --stdin-config from one JSON
 object on stdin whose keys are the lowercase names in brackets (only that object is used
-then, except for the ATTUNE_TIMER_*, ATTUNE_OUTBOX_*, ATTUNE_STATE_DIR and ATTUNE_MISFIRE*
-variables, which it may override):
+then, except for the variables from ATTUNE_TIMER_MAX_MEMORY_MB on below, which are still
+read from the environment and which its keys override):
   ATTUNE_API_URL [api_url]           required. Attune API base URL (http:// or https://).
   ATTUNE_API_TOKEN [api_token]       required. The sensor token (a JWT). Never logged. Its
                                      metadata.trigger_types limit the trigger refs served.
@@ -92,6 +92,14 @@ variables, which it may override):
                                      none. Only ticks within the grace fire.
   ATTUNE_MISFIRE_GRACE [misfire_grace]
                                      default: 1h. How old a missed tick may be and still fire.
+  ATTUNE_ADMIN_ADDR [admin_addr]     default: 127.0.0.1:8971. The admin listener: GET /metrics
+                                     (Prometheus text; OpenMetrics on request), /healthz,
+                                     /readyz and /rules (JSON). An IP address and port (0: any
+                                     free port), or off (--admin-addr overrides). Read-only;
+                                     keep it on loopback or a private network.
+  ATTUNE_READY_MAX_OUTBOX_AGE [ready_max_outbox_age]
+                                     default: 5m. /readyz fails while the oldest undelivered
+                                     event is older than this. A duration: 90s, 15m, 1h.
   ATTUNE_RESYNC_INTERVAL_SECS [resync_interval_secs]
                                      default: 300. How often the rules are re-synced from the
                                      API's listing besides after every reconnect (0-86400;
@@ -151,6 +159,10 @@ struct Cli {
     /// state in memory) it keeps timer states across runs.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// The admin listener's address (/metrics, /healthz, /readyz, /rules), an IP address and
+    /// port, or off. Overrides ATTUNE_ADMIN_ADDR (default: 127.0.0.1:8971). Daemon mode only.
+    #[arg(long, value_name = "ADDR", conflicts_with = "rules")]
+    admin_addr: Option<String>,
     /// Where local mode sends events.
     #[arg(long, value_enum, default_value_t = Sink::Stdout, requires = "rules")]
     sink: Sink,
@@ -261,6 +273,15 @@ fn run_daemon(cli: Cli) -> ExitCode {
     if let Some(dir) = cli.state_dir {
         settings.state_dir = Some(dir);
     }
+    if let Some(addr) = &cli.admin_addr {
+        match parse_admin_addr(addr) {
+            Ok(addr) => settings.admin_addr = addr,
+            Err(e) => {
+                eprintln!("Error: {:#}", anyhow::Error::from(e));
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     if let Err(e) = logging::init(&settings.log_level, settings.log_format) {
         eprintln!("Error: {:#}", anyhow::Error::from(e));
         return ExitCode::FAILURE;
@@ -340,6 +361,8 @@ fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         component: args.component.clone(),
         limits: Default::default(),
         cache: compile_cache_from(&ProcessEnv),
+        // `check` exports nothing.
+        metrics: Default::default(),
     }
     .load()?;
     let refusal = |error: RuleError| {

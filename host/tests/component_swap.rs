@@ -206,6 +206,7 @@ async fn a_file_that_is_not_a_component_is_rejected_and_the_old_one_keeps_firing
         component: Some(path),
         limits: Default::default(),
         cache: attune_timer::component::CompileCache::disabled(),
+        metrics: Default::default(),
     };
     let old_hash = clock.runtime().info().content_hash.clone();
     let outcome = swap::swap(&table, move || source.load()).await;

@@ -299,7 +299,14 @@ async fn an_unwritable_store_keeps_delivering_from_memory_and_says_so() {
     let fake = FakeApi::start(FakeOptions::default());
     fake.fail_next_events(1_000_000, 503);
     let (logs, _guard) = LogCapture::start("info");
-    let store = Store::open(dir.path(), &StoreOptions { max_pages: Some(8) }).unwrap();
+    let store = Store::open(
+        dir.path(),
+        &StoreOptions {
+            max_pages: Some(8),
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
     let outbox = Outbox::start_durable(api(&fake), fast(), store.clone())
         .await
         .unwrap();

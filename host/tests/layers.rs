@@ -14,8 +14,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const LAYERS: [&str; 7] = [
+const LAYERS: [&str; 8] = [
     "support",
+    "telemetry",
     "store",
     "component",
     "schedule",

@@ -43,6 +43,7 @@ use crate::component::{CompileCache, Limits, Rule, Source};
 use crate::schedule::{swap, Clock, ClockOptions, Event, EventSink, Misfire, RuleTable};
 use crate::store::{Store, StoreOptions};
 use crate::support::blocking::TaskGuard;
+use crate::telemetry::Metrics;
 
 /// What local mode runs.
 #[derive(Debug, Clone)]
@@ -217,10 +218,13 @@ pub async fn run(
         state_dir,
         misfire,
     } = options;
+    // Local mode serves no admin listener: what is counted is not exported.
+    let metrics = Metrics::default();
     let source = Source {
         component,
         limits,
         cache,
+        metrics: metrics.clone(),
     };
     let runtime = source.load_in_background().await?;
     let info = runtime.info().clone();
@@ -249,6 +253,7 @@ pub async fn run(
             misfire,
             utc_now: None,
             wall: None,
+            metrics,
         },
     );
     // Whatever way this function is left (an error, or its future dropped), the clock stops.

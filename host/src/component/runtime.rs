@@ -23,6 +23,7 @@ use super::sandbox::SandboxCtx;
 use super::types::{
     CallError, ComponentInfo, Fire, LoadError, Rule, RuleError, Schedule, TimerKind,
 };
+use crate::telemetry::Metrics;
 
 /// The default timer component, built from `guest-timer/` and embedded in the binary.
 pub static EMBEDDED_COMPONENT: &[u8] = include_bytes!(env!("GUEST_TIMER_WASM"));
@@ -34,6 +35,7 @@ pub static EMBEDDED_COMPONENT: &[u8] = include_bytes!(env!("GUEST_TIMER_WASM"));
 pub struct TimerRuntimeBuilder {
     limits: Limits,
     cache: CompileCache,
+    metrics: Metrics,
 }
 
 impl TimerRuntimeBuilder {
@@ -44,6 +46,12 @@ impl TimerRuntimeBuilder {
 
     pub fn cache(mut self, cache: CompileCache) -> Self {
         self.cache = cache;
+        self
+    }
+
+    /// Where calls, traps and deadline hits are counted. Default: a set of its own.
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
         self
     }
 
@@ -64,7 +72,7 @@ impl TimerRuntimeBuilder {
 
     /// Loads a component from its bytes.
     pub fn bytes(self, bytes: &[u8]) -> Result<TimerRuntime, LoadError> {
-        TimerRuntime::load(bytes, self.limits, &self.cache)
+        TimerRuntime::load(bytes, self.limits, &self.cache, self.metrics)
     }
 }
 
@@ -86,6 +94,7 @@ pub struct TimerRuntime {
     idle: Mutex<Vec<Instance>>,
     /// Tells the epoch ticker thread to stop when the runtime is dropped.
     ticker_stop: Arc<AtomicBool>,
+    metrics: Metrics,
 }
 
 /// One instance and the store it lives in.
@@ -110,7 +119,12 @@ impl TimerRuntime {
         Self::builder().file(path)
     }
 
-    fn load(bytes: &[u8], limits: Limits, cache: &CompileCache) -> Result<Self, LoadError> {
+    fn load(
+        bytes: &[u8],
+        limits: Limits,
+        cache: &CompileCache,
+        metrics: Metrics,
+    ) -> Result<Self, LoadError> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
@@ -129,6 +143,7 @@ impl TimerRuntime {
             },
             idle: Mutex::new(Vec::new()),
             ticker_stop,
+            metrics,
         };
         runtime.info = runtime.describe()?;
         Ok(runtime)
@@ -309,6 +324,12 @@ impl TimerRuntime {
         }))
         .unwrap_or_else(|panic| Err(wasmtime::Error::msg(fault::panic_message(panic))));
         instance.calls += 1;
+        let result = result.map_err(|e| self.classify(func, e));
+        self.metrics.component_call(
+            func,
+            result.is_err(),
+            matches!(result, Err(CallError::Deadline { .. })),
+        );
         match result {
             Ok(value) => {
                 if instance.calls < self.limits.calls_per_instance {
@@ -320,7 +341,7 @@ impl TimerRuntime {
                 Ok(value)
             }
             // The instance is poisoned after a trap: it is dropped here.
-            Err(e) => Err(self.classify(func, e)),
+            Err(e) => Err(e),
         }
     }
 

@@ -12,6 +12,7 @@ use super::load::CompileCache;
 use super::policy::Limits;
 use super::runtime::TimerRuntime;
 use crate::support::blocking::spawn_blocking_traced;
+use crate::telemetry::Metrics;
 
 /// Where new components come from: the component file (or the embedded component) with
 /// the limits and compile cache the sensor was started with.
@@ -20,6 +21,8 @@ pub struct Source {
     pub component: Option<PathBuf>,
     pub limits: Limits,
     pub cache: CompileCache,
+    /// Where the loaded component's calls are counted.
+    pub metrics: Metrics,
 }
 
 impl Source {
@@ -27,7 +30,8 @@ impl Source {
     pub fn load(&self) -> anyhow::Result<TimerRuntime> {
         let builder = TimerRuntime::builder()
             .limits(self.limits.clone())
-            .cache(self.cache.clone());
+            .cache(self.cache.clone())
+            .metrics(self.metrics.clone());
         match &self.component {
             Some(path) => builder
                 .file(path)

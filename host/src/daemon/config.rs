@@ -20,6 +20,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -41,8 +42,8 @@ pub const DEFAULT_MQ_EXCHANGE: &str = "attune";
 pub const DEFAULT_RESYNC_INTERVAL: Duration = Duration::from_secs(300);
 /// The default log level directive.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
-/// `ATTUNE_TIMER_CACHE_DIR` and `ATTUNE_STATE_DIR` values that turn the cache or the state
-/// store off.
+/// `ATTUNE_TIMER_CACHE_DIR`, `ATTUNE_STATE_DIR` and `ATTUNE_ADMIN_ADDR` values that turn the
+/// cache, the state store or the admin listener off.
 const CACHE_OFF: [&str; 3] = ["off", "none", "disabled"];
 /// The state directory's name under `$XDG_STATE_HOME` or `~/.local/state`.
 pub const STATE_DIR_NAME: &str = "attune-timer-sensor";
@@ -236,8 +237,25 @@ pub struct Settings {
     pub outbox_max_bytes: u64,
     /// `ATTUNE_MISFIRE` (default `latest`) and `ATTUNE_MISFIRE_GRACE` (default 1 h).
     pub misfire: Misfire,
+    /// Where the admin listener (`/metrics`, `/healthz`, `/readyz`, `/rules`) listens
+    /// (`ATTUNE_ADMIN_ADDR`, `--admin-addr`; default [`DEFAULT_ADMIN_ADDR`]); `off` → `None`.
+    pub admin_addr: Option<SocketAddr>,
+    /// `/readyz` fails while the oldest undelivered event is older than this
+    /// (`ATTUNE_READY_MAX_OUTBOX_AGE`; default [`DEFAULT_READY_MAX_OUTBOX_AGE`]).
+    pub ready_max_outbox_age: Duration,
     pub source: ConfigSource,
 }
+
+/// The admin listener's default address: loopback only, so that nothing but the machine
+/// itself (a local Prometheus agent, `curl`, the service manager) reads it. The port lies
+/// outside 9100–9999, the Prometheus project's range of exporter ports, which is fully
+/// allocated (any port in it clashes with some registered exporter), and clear of the
+/// Attune services' own (the API's 8080, the notifier's 8081).
+pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:8971";
+
+/// The default of `ATTUNE_READY_MAX_OUTBOX_AGE`: events this old mean the API has not
+/// taken anything for minutes — an outage a few retries do not cover.
+pub const DEFAULT_READY_MAX_OUTBOX_AGE: Duration = Duration::from_secs(300);
 
 impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -269,6 +287,8 @@ impl fmt::Debug for Settings {
             .field("outbox_max_age", &self.outbox_max_age)
             .field("outbox_max_bytes", &self.outbox_max_bytes)
             .field("misfire", &self.misfire)
+            .field("admin_addr", &self.admin_addr)
+            .field("ready_max_outbox_age", &self.ready_max_outbox_age)
             .field("source", &self.source)
             .finish()
     }
@@ -384,6 +404,8 @@ struct Raw {
     outbox_max_bytes: Option<String>,
     misfire: Option<String>,
     misfire_grace: Option<String>,
+    admin_addr: Option<String>,
+    ready_max_outbox_age: Option<String>,
 }
 
 /// The JSON object read by `--stdin-config`. Unknown keys are ignored.
@@ -441,6 +463,10 @@ struct StdinConfig {
     misfire: Option<String>,
     #[serde(default)]
     misfire_grace: Option<Value>,
+    #[serde(default)]
+    admin_addr: Option<String>,
+    #[serde(default)]
+    ready_max_outbox_age: Option<Value>,
 }
 
 fn non_blank(v: Option<String>) -> Option<String> {
@@ -594,6 +620,12 @@ impl Settings {
         if let Some(v) = parsed.misfire_grace.and_then(json_scalar_text) {
             raw.misfire_grace = Some(v);
         }
+        if let Some(v) = non_blank(parsed.admin_addr) {
+            raw.admin_addr = Some(v);
+        }
+        if let Some(v) = parsed.ready_max_outbox_age.and_then(json_scalar_text) {
+            raw.ready_max_outbox_age = Some(v);
+        }
         build(raw, env, cli, ConfigSource::Stdin)
     }
 
@@ -706,6 +738,8 @@ fn read_limit_vars(env: &dyn Env, raw: &mut Raw) {
     raw.outbox_max_bytes = non_blank(env.var("ATTUNE_OUTBOX_MAX_BYTES"));
     raw.misfire = non_blank(env.var("ATTUNE_MISFIRE"));
     raw.misfire_grace = non_blank(env.var("ATTUNE_MISFIRE_GRACE"));
+    raw.admin_addr = non_blank(env.var("ATTUNE_ADMIN_ADDR"));
+    raw.ready_max_outbox_age = non_blank(env.var("ATTUNE_READY_MAX_OUTBOX_AGE"));
 }
 
 /// Checks that `directive` is a valid tracing EnvFilter directive and builds the filter.
@@ -846,6 +880,11 @@ fn build(
     if let Some(v) = &raw.misfire_grace {
         misfire.grace = parse_duration("ATTUNE_MISFIRE_GRACE", v)?;
     }
+    let admin_addr = parse_admin_addr(raw.admin_addr.as_deref().unwrap_or(DEFAULT_ADMIN_ADDR))?;
+    let ready_max_outbox_age = match &raw.ready_max_outbox_age {
+        Some(v) => parse_duration("ATTUNE_READY_MAX_OUTBOX_AGE", v)?,
+        None => DEFAULT_READY_MAX_OUTBOX_AGE,
+    };
 
     Ok(Settings {
         api_url,
@@ -869,8 +908,27 @@ fn build(
         outbox_max_age,
         outbox_max_bytes,
         misfire,
+        admin_addr,
+        ready_max_outbox_age,
         source,
     })
+}
+
+/// `ATTUNE_ADMIN_ADDR`: an IP address and port (`127.0.0.1:8971`, `[::1]:8971`; port 0
+/// picks a free one), or `off`/`none`/`disabled`. A host name is refused rather than
+/// resolved: what the listener is exposed on must be exactly what was written.
+pub fn parse_admin_addr(v: &str) -> Result<Option<SocketAddr>, ConfigError> {
+    let v = v.trim();
+    if CACHE_OFF.contains(&v.to_ascii_lowercase().as_str()) {
+        return Ok(None);
+    }
+    v.parse::<SocketAddr>()
+        .map(Some)
+        .map_err(|_| ConfigError::Setting {
+            var: "ATTUNE_ADMIN_ADDR",
+            value: excerpt(v, 64),
+            expected: "expected an IP address and port such as 127.0.0.1:8971, or off",
+        })
 }
 
 /// `ATTUNE_SENSOR_TRIGGERS`: a JSON array of `{id, trigger_ref?, config?}` given as JSON
@@ -1050,6 +1108,8 @@ pub fn log_settings(settings: &Settings) {
         outbox_max_bytes = settings.outbox_max_bytes,
         misfire = settings.misfire.policy.as_str(),
         misfire_grace_secs = settings.misfire.grace.as_secs(),
+        admin_addr = %settings.admin_addr.map_or("off".into(), |a| a.to_string()),
+        ready_max_outbox_age_secs = settings.ready_max_outbox_age.as_secs(),
         "Configuration loaded"
     );
     tracing::info!(

@@ -3,7 +3,8 @@
 //! commands (`app`) sit above it.
 //!
 //! Startup ([`Daemon::start`]), in order; any failure is fatal and says why:
-//! 1. log the settings (origins only);
+//! 1. log the settings (origins only); bind the admin listener ([`admin`],
+//!    `ATTUNE_ADMIN_ADDR`), which answers from then on (`/readyz`: not ready yet);
 //! 2. `GET /health` → `API connectivity verified`, or `Failed to connect to Attune API`;
 //! 3. load the timer component (embedded, or `ATTUNE_TIMER_COMPONENT`) with the configured
 //!    limits and compile cache;
@@ -20,7 +21,8 @@
 //! 7. then list the active rules of every ref in scope through the REST API and apply them,
 //!    with the `ATTUNE_SENSOR_TRIGGERS` rules, as one snapshot — since the transport
 //!    receives first, no change made meanwhile is missed;
-//! 8. log `Timer sensor ready` with the number of rules running.
+//! 8. log `Timer sensor ready` with the number of rules running; tell systemd
+//!    ([`notify`]: `READY=1`, and the watchdog when the unit asks for one).
 //!
 //! While it runs, SIGHUP or a change of the component file swaps the component live (see
 //! [`crate::schedule::swap`]; the SIGHUP handler is installed first thing in startup).
@@ -33,8 +35,8 @@
 //! owner.
 //!
 //! The run ([`Daemon::run`]) consumes lifecycle messages until the shutdown future
-//! resolves (SIGTERM or SIGINT in the binary, see [`shutdown_signal`]). Shutdown: stop
-//! consuming and close the broker connection, stop the clock (saving timer states), flush
+//! resolves (SIGTERM or SIGINT in the binary, see [`shutdown_signal`]). Shutdown: tell
+//! systemd `STOPPING=1`, stop consuming and close the broker connection, stop the clock (saving timer states), flush
 //! the outbox (at most [`FLUSH_WITHIN`]; with a store what is left stays journaled), close
 //! the store, stop token renewal, `Timer sensor has shut down gracefully`.
 
@@ -46,7 +48,9 @@ use anyhow::Context;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+pub mod admin;
 pub mod config;
+mod notify;
 
 use crate::component::watch::{Triggers, POLL_EVERY};
 use crate::component::{Rule, Source};
@@ -60,6 +64,8 @@ use crate::platform::transport::{LifecycleTransport, TransportConfig};
 use crate::schedule::{swap, Clock, ClockGuard, ClockOptions, RuleTable};
 use crate::store::{Store, StoreOptions};
 use crate::support::blocking::TaskGuard;
+use crate::telemetry::Metrics;
+use admin::{AdminListener, AdminState};
 use config::{log_settings, Settings};
 
 /// How long shutdown waits for pending events to be delivered.
@@ -105,6 +111,11 @@ pub struct Daemon {
     outbox: Outbox,
     store: Option<Store>,
     renewal: Renewal,
+    /// Serves `/metrics`, `/healthz`, `/readyz` and `/rules` until the daemon is gone.
+    admin: Option<AdminListener>,
+    admin_state: Arc<AdminState>,
+    /// Pets the systemd watchdog while the clock turns (when the unit asks for it).
+    _watchdog: Option<TaskGuard>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -123,8 +134,23 @@ impl Daemon {
         log_settings(&settings);
         let triggers = Triggers::install(settings.timer_component.clone(), POLL_EVERY);
         let token = TokenHandle::new(settings.api_token.clone());
-        let api = ApiClient::new(&settings.api_url, token.clone(), DEFAULT_REQUEST_TIMEOUT)
-            .context("Failed to connect to Attune API")?;
+        let metrics = Metrics::new();
+        let admin_state = AdminState::new(
+            metrics.clone(),
+            token.clone(),
+            settings.ready_max_outbox_age,
+        );
+        let admin = match settings.admin_addr {
+            Some(addr) => Some(AdminListener::start(addr, admin_state.clone()).await?),
+            None => None,
+        };
+        let api = ApiClient::with_metrics(
+            &settings.api_url,
+            token.clone(),
+            DEFAULT_REQUEST_TIMEOUT,
+            metrics.clone(),
+        )
+        .context("Failed to connect to Attune API")?;
 
         info!("Verifying API connectivity...");
         api.health()
@@ -136,11 +162,12 @@ impl Daemon {
             component: settings.timer_component.clone(),
             limits: settings.limits.clone(),
             cache: settings.compile_cache(),
+            metrics: metrics.clone(),
         };
         let runtime = source.load_in_background().await?;
         let component = runtime.info().clone();
 
-        let store = open_store(&settings).await?;
+        let store = open_store(&settings, &metrics).await?;
         let restored = match &store {
             Some(store) => store
                 .load_rules()
@@ -172,8 +199,10 @@ impl Daemon {
                 misfire: settings.misfire,
                 utc_now: None,
                 wall: None,
+                metrics,
             },
         );
+        admin_state.set_clock(clock.clone());
         let started = Started {
             clock_guard: clock.guard(),
             clock,
@@ -183,17 +212,30 @@ impl Daemon {
         };
         info!("Timer manager initialized");
         match Self::connect(&settings, api, scope, &started.clock).await {
-            Ok((table, transport)) => Ok(Daemon {
-                clock: started.clock,
-                _clock_guard: started.clock_guard,
-                table,
-                swap_source: source,
-                swap_triggers: triggers,
-                transport,
-                outbox: started.outbox,
-                store: started.store,
-                renewal: started.renewal,
-            }),
+            Ok((table, transport)) => {
+                admin_state.set_running(
+                    table.clone(),
+                    started.outbox.handle(),
+                    transport.feed().clone(),
+                    started.store.clone(),
+                );
+                notify::ready();
+                let watchdog = notify::start_watchdog(started.clock.clone());
+                Ok(Daemon {
+                    clock: started.clock,
+                    _clock_guard: started.clock_guard,
+                    table,
+                    swap_source: source,
+                    swap_triggers: triggers,
+                    transport,
+                    outbox: started.outbox,
+                    store: started.store,
+                    renewal: started.renewal,
+                    admin,
+                    admin_state,
+                    _watchdog: watchdog,
+                })
+            }
             Err(e) => {
                 started.stop().await;
                 Err(e)
@@ -263,6 +305,11 @@ impl Daemon {
         &self.table
     }
 
+    /// Where the admin listener listens (`None` when `ATTUNE_ADMIN_ADDR=off`).
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.admin.as_ref().map(AdminListener::addr)
+    }
+
     /// Runs until `shutdown` resolves, then shuts down gracefully.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Daemon {
@@ -275,12 +322,17 @@ impl Daemon {
             outbox,
             store,
             renewal,
+            admin,
+            admin_state,
+            _watchdog,
         } = self;
         let swap_watch = TaskGuard::new(swap::spawn_watch(table, swap_source, swap_triggers));
         info!("Starting rule lifecycle listener...");
         transport
             .run(async {
                 shutdown.await;
+                notify::stopping();
+                admin_state.set_stopping();
                 info!("Shutting down");
             })
             .await;
@@ -299,6 +351,8 @@ impl Daemon {
             store.close().await;
         }
         renewal.stop().await;
+        // Answers (not ready) until the end, so probes see the shutdown.
+        drop(admin);
         info!("Timer sensor has shut down gracefully");
         Ok(())
     }
@@ -330,7 +384,7 @@ impl Started {
 
 /// Opens the state store the settings name, or says loudly that nothing will survive a
 /// restart.
-async fn open_store(settings: &Settings) -> anyhow::Result<Option<Store>> {
+async fn open_store(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Option<Store>> {
     let Some(dir) = settings.state_dir.clone() else {
         warn!(
             "No state directory (ATTUNE_STATE_DIR=off): undelivered events and timer states \
@@ -338,7 +392,11 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Option<Store>> {
         );
         return Ok(None);
     };
-    let store = Store::open_in_background(dir, StoreOptions::default())
+    let options = StoreOptions {
+        metrics: metrics.clone(),
+        ..StoreOptions::default()
+    };
+    let store = Store::open_in_background(dir, options)
         .await
         .context("Cannot open the state store")?;
     Ok(Some(store))

@@ -21,6 +21,7 @@ use crate::component::Rule;
 use crate::schedule::Event;
 use crate::schedule::RuleSource;
 use crate::support::redact::{json_error_detail, url_for_log};
+use crate::telemetry::{Endpoint, Metrics, StatusClass};
 
 /// The platform's client timeout.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -128,6 +129,19 @@ impl ApiError {
         }
     }
 
+    /// How the request ended, for the metrics: the answer's status class, or why there was
+    /// none.
+    pub fn status_class(&self) -> StatusClass {
+        match (self.status(), self) {
+            (Some(status), _) => StatusClass::of_status(status),
+            (None, ApiError::Transport { timeout: true, .. }) => StatusClass::Timeout,
+            (None, ApiError::Transport { .. }) => StatusClass::Connection,
+            // A malformed success.
+            (None, ApiError::Decode { .. }) => StatusClass::Success,
+            (None, _) => StatusClass::None,
+        }
+    }
+
     /// The request timed out (it may have reached the server).
     pub fn is_timeout(&self) -> bool {
         matches!(self, ApiError::Transport { timeout: true, .. })
@@ -197,6 +211,8 @@ struct Inner {
     base: String,
     origin: String,
     token: TokenHandle,
+    /// Where requests are timed; the outbox and the transports count into it too.
+    metrics: Metrics,
     /// Serialises renewals so that concurrent 401s renew once.
     renew_lock: tokio::sync::Mutex<()>,
 }
@@ -222,6 +238,17 @@ impl ApiClient {
         api_url: &str,
         token: TokenHandle,
         request_timeout: Duration,
+    ) -> Result<ApiClient, ApiError> {
+        Self::with_metrics(api_url, token, request_timeout, Metrics::default())
+    }
+
+    /// [`new`](Self::new), counting into `metrics`: its requests, and (through
+    /// [`ApiClient::metrics`]) what the outbox and the lifecycle transports count.
+    pub fn with_metrics(
+        api_url: &str,
+        token: TokenHandle,
+        request_timeout: Duration,
+        metrics: Metrics,
     ) -> Result<ApiClient, ApiError> {
         let base = api_url.trim().trim_end_matches('/').to_string();
         let parsed = url::Url::parse(&base).map_err(|_| ApiError::InvalidUrl("not a URL"))?;
@@ -253,6 +280,7 @@ impl ApiClient {
                 origin: url_for_log(&base),
                 base,
                 token,
+                metrics,
                 renew_lock: tokio::sync::Mutex::new(()),
             }),
         })
@@ -266,6 +294,30 @@ impl ApiClient {
     /// The token this client sends.
     pub fn token(&self) -> &TokenHandle {
         &self.inner.token
+    }
+
+    /// The metrics this client and its users count into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Sends a request and times it, by endpoint and how it ended.
+    async fn send(
+        &self,
+        endpoint: Endpoint,
+        request: RequestBuilder,
+    ) -> Result<Response, reqwest::Error> {
+        let started = std::time::Instant::now();
+        let result = request.send().await;
+        let class = match &result {
+            Ok(resp) => StatusClass::of_status(resp.status().as_u16()),
+            Err(e) if e.is_timeout() => StatusClass::Timeout,
+            Err(_) => StatusClass::Connection,
+        };
+        self.inner
+            .metrics
+            .api_request(endpoint, class, started.elapsed());
+        result
     }
 
     fn url(&self, path: &str) -> String {
@@ -338,10 +390,7 @@ impl ApiClient {
     pub async fn health(&self) -> Result<(), ApiError> {
         const OP: &str = "check API health";
         let resp = self
-            .inner
-            .http
-            .get(self.url("/health"))
-            .send()
+            .send(Endpoint::Health, self.inner.http.get(self.url("/health")))
             .await
             .map_err(|e| self.transport_error(OP, e))?;
         if resp.status().is_success() {
@@ -355,13 +404,13 @@ impl ApiClient {
     /// once and sends the request once more. Returns whatever response came last.
     async fn send_authed(
         &self,
+        endpoint: Endpoint,
         operation: &str,
         make: impl Fn() -> RequestBuilder,
     ) -> Result<Response, ApiError> {
         let generation = self.inner.token.generation();
-        let resp = make()
-            .bearer_auth(self.inner.token.current())
-            .send()
+        let resp = self
+            .send(endpoint, make().bearer_auth(self.inner.token.current()))
             .await
             .map_err(|e| self.transport_error(operation, e))?;
         if resp.status() != StatusCode::UNAUTHORIZED {
@@ -386,9 +435,8 @@ impl ApiClient {
         self.renew_unless_renewed_since(generation)
             .await
             .map_err(|e| unauthorized(format!("token renewal failed: {e}")))?;
-        let resp = make()
-            .bearer_auth(self.inner.token.current())
-            .send()
+        let resp = self
+            .send(endpoint, make().bearer_auth(self.inner.token.current()))
             .await
             .map_err(|e| self.transport_error(operation, e))?;
         if resp.status() == StatusCode::UNAUTHORIZED {
@@ -481,7 +529,7 @@ impl ApiClient {
         let page_s = page.to_string();
         let size_s = RULES_PAGE_SIZE.to_string();
         let resp = self
-            .send_authed(operation, || {
+            .send_authed(Endpoint::Rules, operation, || {
                 self.inner.http.request(Method::GET, &url).query(&[
                     ("trigger_ref", trigger_ref),
                     ("enabled", "true"),
@@ -511,7 +559,7 @@ impl ApiClient {
         let url = self.url("/api/v1/events");
         let body = event.body();
         let resp = self
-            .send_authed(OP, || {
+            .send_authed(Endpoint::Events, OP, || {
                 self.inner
                     .http
                     .post(&url)
@@ -558,13 +606,14 @@ impl ApiClient {
 
     async fn renew_locked(&self) -> Result<(), ApiError> {
         const OP: &str = "refresh sensor token";
-        let resp = self
+        let request = self
             .inner
             .http
             .post(self.url("/auth/internal/sensor-token"))
             .bearer_auth(self.inner.token.current())
-            .json(&serde_json::json!({}))
-            .send()
+            .json(&serde_json::json!({}));
+        let resp = self
+            .send(Endpoint::Token, request)
             .await
             .map_err(|e| self.transport_error(OP, e))?;
         let issued: DataEnvelope<IssuedToken> = self.success_json(OP, resp).await?;

@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use crate::component::Rule;
 use crate::schedule::{RuleSource, RuleTable, SnapshotReport};
 use crate::support::backoff::{Backoff, BackoffPolicy};
 use crate::support::redact::excerpt;
+use crate::telemetry::{MessageResult, MessageType, Metrics, Transport};
 
 /// Bounds on what a transport or the rules listing may hand in. A message over
 /// `max_message_bytes` is refused unread; a rule whose `trigger_params` serialize to more
@@ -90,6 +92,8 @@ where
     X: FnMut(S) -> XF,
     XF: Future<Output = ()>,
 {
+    // Called once a session is lost: not connected until a new one is up and re-synced.
+    feed.connected(false);
     loop {
         let delay = backoff.next_delay();
         info!(
@@ -116,6 +120,8 @@ where
             result = attempt => match result {
                 Ok(session) => {
                     info!("Reconnected to {peer} and re-synced rules");
+                    feed.metrics.transport_reconnected(feed.transport);
+                    feed.connected(true);
                     return Some(session);
                 }
                 Err(why) => warn!("Reconnect failed: {why}"),
@@ -182,6 +188,11 @@ pub struct RuleFeed {
     table: RuleTable,
     source: Arc<dyn RuleSource>,
     limits: InputLimits,
+    metrics: Metrics,
+    /// Which transport feeds it, for the metrics.
+    transport: Transport,
+    /// Whether the transport's session is up (shared by every clone).
+    up: Arc<AtomicBool>,
 }
 
 impl RuleFeed {
@@ -190,7 +201,40 @@ impl RuleFeed {
             table,
             source,
             limits: InputLimits::default(),
+            metrics: Metrics::default(),
+            transport: Transport::RabbitMq,
+            up: Arc::default(),
         }
+    }
+
+    /// Counts messages, connection and reconnections of `transport` into `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics, transport: Transport) -> Self {
+        self.metrics = metrics;
+        self.transport = transport;
+        self
+    }
+
+    /// The transport's session is up (and its rules re-synced), or lost.
+    pub(crate) fn connected(&self, connected: bool) {
+        self.up.store(connected, Ordering::Relaxed);
+        self.metrics.transport_connected(self.transport, connected);
+    }
+
+    /// Whether the transport's session is up: connected, and re-synced after a reconnect.
+    pub fn is_connected(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// A message that could not be read (malformed, or of an unreadable kind): dropped.
+    pub(crate) fn count_malformed(&self) {
+        self.metrics
+            .lifecycle_message(MessageType::Other, MessageResult::Invalid);
+    }
+
+    /// A well-formed message this sensor does not act on.
+    pub(crate) fn count_ignored(&self) {
+        self.metrics
+            .lifecycle_message(MessageType::Other, MessageResult::Ignored);
     }
 
     pub fn with_limits(mut self, limits: InputLimits) -> Self {
@@ -204,6 +248,7 @@ impl RuleFeed {
         if bytes <= self.limits.max_message_bytes {
             return true;
         }
+        self.count_malformed();
         warn!(
             message_bytes = bytes,
             limit_bytes = self.limits.max_message_bytes,
@@ -244,10 +289,11 @@ impl RuleFeed {
 
     /// Applies `rule` unless it is refused; a refused rule is logged and anything running
     /// under its id stops.
-    async fn upsert_checked(&self, rule: Rule, what: &str) {
+    async fn upsert_checked(&self, rule: Rule, what: &str) -> MessageResult {
         match self.refusal(&rule) {
             None => {
                 self.table.upsert(rule).await;
+                MessageResult::Applied
             }
             Some(why) => {
                 warn!(
@@ -260,6 +306,7 @@ impl RuleFeed {
                 if id > 0 {
                     self.table.remove(id).await;
                 }
+                MessageResult::Invalid
             }
         }
     }
@@ -305,6 +352,17 @@ impl RuleFeed {
     /// Applies one lifecycle message to the rule table. Never fails: a rule that cannot be
     /// fetched or started is logged.
     pub async fn apply(&self, message: LifecycleMessage) {
+        let kind = match message.kind {
+            LifecycleKind::Created => MessageType::Created,
+            LifecycleKind::Enabled => MessageType::Enabled,
+            LifecycleKind::Disabled => MessageType::Disabled,
+            LifecycleKind::Deleted => MessageType::Deleted,
+        };
+        let result = self.apply_counted(message).await;
+        self.metrics.lifecycle_message(kind, result);
+    }
+
+    async fn apply_counted(&self, message: LifecycleMessage) -> MessageResult {
         let LifecycleMessage {
             kind,
             rule_id,
@@ -319,7 +377,7 @@ impl RuleFeed {
                 "Refusing {} for rule {rule_id}: rule ids are positive",
                 kind.as_str()
             );
-            return;
+            return MessageResult::Invalid;
         }
         if let Some(tr) = trigger_ref.as_deref().filter(|t| t.trim() != *t) {
             warn!(
@@ -329,7 +387,7 @@ impl RuleFeed {
                 excerpt(tr, EXCERPT_CHARS)
             );
             self.table.remove(rule_id).await;
-            return;
+            return MessageResult::Invalid;
         }
         if let Some(tr) = &trigger_ref {
             if !self.table.in_scope(tr) {
@@ -339,7 +397,7 @@ impl RuleFeed {
                     "Ignoring {} for rule {rule_id}: not a trigger this sensor runs",
                     kind.as_str()
                 );
-                return;
+                return MessageResult::Ignored;
             }
         }
         info!(
@@ -352,6 +410,7 @@ impl RuleFeed {
             LifecycleKind::Created if !enabled => {
                 info!(rule_id, "Rule {rule_id} is disabled, not starting timer");
                 self.table.remove(rule_id).await;
+                MessageResult::Applied
             }
             LifecycleKind::Created | LifecycleKind::Enabled => match trigger_params {
                 Some(params) => {
@@ -361,19 +420,20 @@ impl RuleFeed {
                         trigger_ref,
                         trigger_params: params,
                     };
-                    self.upsert_checked(rule, kind.as_str()).await;
+                    self.upsert_checked(rule, kind.as_str()).await
                 }
                 None => self.refetch(rule_id, trigger_ref).await,
             },
             LifecycleKind::Disabled | LifecycleKind::Deleted => {
                 self.table.remove(rule_id).await;
+                MessageResult::Applied
             }
         }
     }
 
     /// A create/enable without params (the platform drops them from oversize messages):
     /// look the rule up in the REST listing instead of dropping it.
-    async fn refetch(&self, rule_id: i64, trigger_ref: Option<String>) {
+    async fn refetch(&self, rule_id: i64, trigger_ref: Option<String>) -> MessageResult {
         warn!(
             rule_id,
             "Rule {rule_id} was enabled without trigger_params in the message; \
@@ -392,13 +452,17 @@ impl RuleFeed {
                         "Rule {rule_id} is not listed as active by the API; not running it"
                     );
                     self.table.remove(rule_id).await;
+                    MessageResult::Applied
                 }
             },
-            Err(e) => error!(
-                rule_id,
-                "Cannot fetch rule {rule_id} from the API ({e:#}); it will be picked up at the \
-                 next re-sync"
-            ),
+            Err(e) => {
+                error!(
+                    rule_id,
+                    "Cannot fetch rule {rule_id} from the API ({e:#}); it will be picked up at \
+                     the next re-sync"
+                );
+                MessageResult::Invalid
+            }
         }
     }
 }

@@ -405,11 +405,17 @@ impl Listener {
         }
         match parse_message(body) {
             Ok(message) => self.feed.apply(message).await,
-            Err(MessageError::Unhandled(kind)) => debug!("Ignoring a `{kind}` message"),
-            Err(e) => warn!(
-                payload_bytes = body.len(),
-                "Dropping a malformed rule lifecycle message: {e}"
-            ),
+            Err(MessageError::Unhandled(kind)) => {
+                self.feed.count_ignored();
+                debug!("Ignoring a `{kind}` message")
+            }
+            Err(e) => {
+                self.feed.count_malformed();
+                warn!(
+                    payload_bytes = body.len(),
+                    "Dropping a malformed rule lifecycle message: {e}"
+                )
+            }
         }
     }
 }

@@ -473,6 +473,7 @@ impl NotifierListener {
                     Flow::Continue
                 }
                 Ok(None) => {
+                    self.feed.count_ignored();
                     debug!(
                         frame_bytes = text.len(),
                         "Ignoring a notification this sensor does not act on"
@@ -493,6 +494,7 @@ impl NotifierListener {
     }
 
     fn skip_malformed(&self, text: &str, e: FrameError, kind: &'static str) -> Flow {
+        self.feed.count_malformed();
         warn!(
             frame_bytes = text.len(),
             frame_type = kind,

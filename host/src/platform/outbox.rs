@@ -29,8 +29,10 @@
 //!   default); a store also drops its oldest events when its journal is over `max_bytes`
 //!   (1 GiB by default). A timed-out request may have created the event, so a retry can
 //!   duplicate it (the API has no idempotency key; docs/platform.md §1.8).
-//! - 400, 401 (after the client's renew-and-retry), 403, 404, 422 and malformed successes
-//!   are never retried.
+//! - A 401 that the client's renew-and-retry did not cure is retried like a transient
+//!   failure: the sensor's credentials are at fault, not the event (a restart with an
+//!   expired token in the environment file is the usual case), so a new token still
+//!   delivers it. 400, 403, 404, 422 and malformed successes are never retried.
 //! - No event is dropped silently: every event that is not delivered — refused (no store
 //!   and the outbox full, or closed), not retryable, too old, over the size limit, or
 //!   abandoned at shutdown without a store to keep it — is logged at error level as
@@ -62,6 +64,7 @@ use crate::store::{DropReason, DroppedEvent, Store, StoreError, StoredEvent};
 use crate::support::backoff::BackoffPolicy;
 use crate::support::blocking::TaskGuard;
 use crate::support::limit::AdaptiveLimit;
+use crate::telemetry::{LossReason, StatusClass};
 
 /// How often the journal is held to `max_age` and `max_bytes`.
 const TRIM_EVERY: Duration = Duration::from_secs(1);
@@ -180,10 +183,30 @@ pub struct OutboxStats {
     pub concurrency_limit: usize,
 }
 
+/// What waits to be delivered (see [`Outbox::backlog`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Backlog {
+    /// Events in memory: queued or being delivered.
+    pub in_memory: u64,
+    /// Events on disk only, waiting for room in memory.
+    pub spilled: u64,
+    /// Payload bytes of the events in memory.
+    pub memory_bytes: u64,
+    /// Bytes in the state store's journal (0 without a store).
+    pub journal_bytes: u64,
+    /// Age of the oldest undelivered event (zero when there is none).
+    pub oldest_age: Duration,
+    /// Requests allowed in flight now (the adaptive limit).
+    pub concurrency_limit: u64,
+}
+
 struct Pending {
     rule_id: i64,
     trigger_ref: Arc<str>,
     scheduled_at: DateTime<Utc>,
+    /// When the outbox accepted it, and its payload's size (for [`Outbox::backlog`]).
+    enqueued_at: DateTime<Utc>,
+    bytes: u32,
     /// In the store's journal (so its end must be journaled too).
     journaled: bool,
 }
@@ -335,6 +358,9 @@ impl Shared {
                 if let Msg::Spill(events) = msg {
                     for e in events {
                         self.refused.fetch_add(1, Ordering::Relaxed);
+                        self.api
+                            .metrics()
+                            .event_lost(LossReason::Refused, StatusClass::None);
                         log_lost(
                             e.rule_id,
                             &e.trigger_ref,
@@ -360,6 +386,9 @@ impl Shared {
                     rule_id: job.event.rule_id,
                     trigger_ref: job.event.trigger_ref.clone(),
                     scheduled_at: job.event.scheduled_at,
+                    enqueued_at: job.enqueued_at,
+                    bytes: u32::try_from(job.event.payload.as_raw().get().len())
+                        .unwrap_or(u32::MAX),
                     journaled,
                 },
             );
@@ -390,6 +419,9 @@ impl Shared {
 
     fn refuse(&self, event: &Event, reason: &str) {
         self.refused.fetch_add(1, Ordering::Relaxed);
+        self.api
+            .metrics()
+            .event_lost(LossReason::Refused, StatusClass::None);
         log_lost(
             event.rule_id,
             &event.trigger_ref,
@@ -437,6 +469,43 @@ impl Shared {
 #[derive(Clone)]
 pub struct OutboxSink {
     shared: Arc<Shared>,
+}
+
+impl OutboxSink {
+    /// What waits to be delivered, for the metrics and the readiness check: in memory,
+    /// and (with a store) on disk. Asks the store, so it waits for its writer's current
+    /// group of writes (at most a few tens of milliseconds).
+    pub async fn backlog(&self) -> Backlog {
+        let s = &self.shared;
+        let now = Utc::now();
+        let (in_memory, memory_bytes, oldest_in_memory) = {
+            let pending = s.pending_map();
+            let bytes = pending.values().map(|p| u64::from(p.bytes)).sum::<u64>();
+            let oldest = pending.values().map(|p| p.enqueued_at).min();
+            (pending.len() as u64, bytes, oldest)
+        };
+        let (journal_bytes, oldest_on_disk) = match &s.store {
+            Some(store) => match store.journal_summary().await {
+                Ok(summary) => (summary.bytes, summary.oldest_enqueued_at),
+                Err(_) => (store.stats().journal_bytes, None),
+            },
+            None => (0, None),
+        };
+        let oldest = match (oldest_in_memory, oldest_on_disk) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Backlog {
+            in_memory,
+            spilled: s.spilled.load(Ordering::Relaxed),
+            memory_bytes,
+            journal_bytes,
+            oldest_age: oldest
+                .and_then(|t| (now - t).to_std().ok())
+                .unwrap_or_default(),
+            concurrency_limit: s.in_flight.current() as u64,
+        }
+    }
 }
 
 impl EventSink for OutboxSink {
@@ -824,6 +893,10 @@ impl Dispatcher {
                         "unreadable in the state store",
                     );
                     self.shared.failed.fetch_add(1, Ordering::Relaxed);
+                    self.shared
+                        .api
+                        .metrics()
+                        .event_lost(LossReason::Rejected, StatusClass::None);
                     if let Some(store) = &self.shared.store {
                         store.delete_events(vec![row.id]);
                     }
@@ -901,12 +974,20 @@ impl Dispatcher {
                 continue;
             }
             self.shared.failed.fetch_add(1, Ordering::Relaxed);
-            let reason = match reason {
-                DropReason::TooOld => "older than the outbox's maximum age (ATTUNE_OUTBOX_MAX_AGE)",
-                DropReason::OverSize => {
-                    "the outbox's journal is over its size limit (ATTUNE_OUTBOX_MAX_BYTES); oldest dropped first"
-                }
+            let (reason, lost) = match reason {
+                DropReason::TooOld => (
+                    "older than the outbox's maximum age (ATTUNE_OUTBOX_MAX_AGE)",
+                    LossReason::TooOld,
+                ),
+                DropReason::OverSize => (
+                    "the outbox's journal is over its size limit (ATTUNE_OUTBOX_MAX_BYTES); oldest dropped first",
+                    LossReason::OverSize,
+                ),
             };
+            self.shared
+                .api
+                .metrics()
+                .event_lost(lost, StatusClass::None);
             log_lost(rule_id, &trigger_ref, &scheduled_at, reason);
         }
     }
@@ -938,6 +1019,7 @@ async fn deliver(shared: Arc<Shared>, job: Job) -> u64 {
         let error = match result {
             Ok(event_id) => {
                 shared.delivered.fetch_add(1, Ordering::Relaxed);
+                shared.api.metrics().event_delivered();
                 shared.finish(job.id);
                 // Per event: debug, not info — at 10,000 fires a second a line each would
                 // be 10,000 lines a second at the default level.
@@ -953,17 +1035,23 @@ async fn deliver(shared: Arc<Shared>, job: Job) -> u64 {
             Err(e) => e,
         };
         let age = (Utc::now() - job.enqueued_at).to_std().unwrap_or_default();
-        if !error.is_transient() || age >= opts.max_age {
-            let reason = if !error.is_transient() {
-                "not retryable"
+        let retryable = error.is_transient() || error.status() == Some(401);
+        if !retryable || age >= opts.max_age {
+            let (reason, lost) = if !retryable {
+                ("not retryable", LossReason::Rejected)
             } else {
-                "older than the outbox's maximum age (ATTUNE_OUTBOX_MAX_AGE)"
+                (
+                    "older than the outbox's maximum age (ATTUNE_OUTBOX_MAX_AGE)",
+                    LossReason::TooOld,
+                )
             };
             log_failed(event, attempt, &error, reason);
             shared.failed.fetch_add(1, Ordering::Relaxed);
+            shared.api.metrics().event_lost(lost, error.status_class());
             shared.finish(job.id);
             return job.id;
         }
+        shared.api.metrics().event_retried(error.status_class());
         let delay = opts.retry_delay(attempt, error.retry_after());
         tracing::warn!(
             rule_id = event.rule_id,

@@ -1,5 +1,6 @@
 //! Token renewal (`docs/platform.md` §1.9): at 80 % of the token's lifetime
-//! (`iat + floor(0.8 × (exp − iat))`) the loop calls `POST /auth/internal/sensor-token` and
+//! (`iat + floor(0.8 × (exp − iat))`), or 7 h before its expiry when that comes first and
+//! is past half the lifetime (see [`super::token::RENEW_BEFORE_EXP`]), the loop calls `POST /auth/internal/sensor-token` and
 //! swaps the new token in; nothing is interrupted, later requests just use it. On failure
 //! it keeps the old token and tries again after 60 s, doubling up to 1 h (never sleeping
 //! past the expiry). A token whose expiry can't be read is not renewed. An expired token is

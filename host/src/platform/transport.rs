@@ -17,6 +17,7 @@ use super::lifecycle::{self, Listener, ListenerConfig, Session};
 use super::notifier::{NotifierConfig, NotifierListener, NotifierSession};
 use crate::schedule::{RuleTable, SnapshotReport};
 use crate::support::redact::url_for_log;
+use crate::telemetry::Transport;
 
 /// Which transport to run, and how.
 #[derive(Debug, Clone)]
@@ -63,8 +64,13 @@ impl LifecycleTransport {
         api: ApiClient,
         limits: InputLimits,
     ) -> anyhow::Result<LifecycleTransport> {
+        let transport = match &config {
+            TransportConfig::RabbitMq(_) => Transport::RabbitMq,
+            TransportConfig::NotifierWs(_) => Transport::Notifier,
+        };
         let feed = RuleFeed::new(table, std::sync::Arc::new(ApiRules::new(api.clone())))
-            .with_limits(limits);
+            .with_limits(limits)
+            .with_metrics(api.metrics().clone(), transport);
         let kept = feed.clone();
         let inner = match config {
             TransportConfig::RabbitMq(config) => {
@@ -92,6 +98,7 @@ impl LifecycleTransport {
             }
         };
         info!("Rule lifecycle listener initialized");
+        kept.connected(true);
         Ok(LifecycleTransport {
             inner,
             feed: kept,
@@ -105,6 +112,12 @@ impl LifecycleTransport {
     pub fn with_periodic_resync(mut self, every: Option<Duration>) -> Self {
         self.resync_every = every.filter(|d| !d.is_zero());
         self
+    }
+
+    /// What it feeds; [`RuleFeed::is_connected`] tells whether its session is up. Clones
+    /// share the state.
+    pub fn feed(&self) -> &RuleFeed {
+        &self.feed
     }
 
     /// `rabbitmq` or `notifier_ws`.

@@ -22,4 +22,4 @@ pub use clock::misfire::{Misfire, MisfirePolicy};
 pub use clock::wall::{SystemWall, WallClock};
 pub use clock::{Clock, ClockGuard, ClockOptions, Prepared, ReplaceError, TimerStatus, ON_TIME};
 pub use event::{Event, EventSink};
-pub use rules::{Applied, RuleSource, RuleTable, SnapshotReport};
+pub use rules::{Applied, RuleSource, RuleTable, RuleView, SnapshotReport};

@@ -21,10 +21,11 @@ use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use tracing::{debug, error, info, warn};
 
-use super::clock::Clock;
+use super::clock::{Clock, TimerStatus};
 use crate::component::fault::catch_host_panic;
 use crate::component::{CallError, Rule, RuleError, TimerRuntime};
 use crate::support::blocking::map_blocking;
+use crate::telemetry::RuleStatus;
 
 /// Where the authoritative list of active rules comes from (the Attune API's rules listing
 /// in the daemon). Used for snapshots after every (re)connect and to re-fetch one rule.
@@ -90,6 +91,32 @@ struct Inner {
     clock: Clock,
     scope: Arc<[String]>,
     state: tokio::sync::Mutex<TableState>,
+    /// Each rule's standing, for the views ([`RuleTable::view`], [`RuleTable::counts`]):
+    /// written together with `TableState::entries`, read without waiting for the table's
+    /// lock, which a snapshot of 100,000 rules holds for seconds.
+    standing: std::sync::RwLock<BTreeMap<i64, Standing>>,
+}
+
+/// What the views show of a rule besides its timer.
+struct Standing {
+    r#ref: Box<str>,
+    trigger_ref: Option<Box<str>>,
+    /// `None`: validated and started. Otherwise why it does not run, and whether that
+    /// was a refusal (or out of scope) rather than a fault.
+    off: Option<(RuleStatus, Box<str>)>,
+}
+
+/// One rule as the views show it (see [`RuleTable::view`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleView {
+    pub id: i64,
+    pub r#ref: String,
+    pub trigger_ref: Option<String>,
+    pub status: RuleStatus,
+    /// The timer's, while it runs.
+    pub timer: Option<TimerStatus>,
+    /// Why it does not run (refused or faulted).
+    pub last_error: Option<String>,
 }
 
 #[derive(Default)]
@@ -143,6 +170,25 @@ impl StoredRule {
     }
 }
 
+impl Standing {
+    fn of(rule: &Rule, applied: &Applied) -> Standing {
+        let off = match applied {
+            Applied::Started { .. } | Applied::Replaced { .. } | Applied::Kept => None,
+            Applied::Refused(e) => Some((RuleStatus::Refused, e.to_string())),
+            Applied::OutOfScope(trigger_ref) => Some((
+                RuleStatus::Refused,
+                format!("trigger ref {trigger_ref} is not in this sensor's scope"),
+            )),
+            Applied::Faulted(e) => Some((RuleStatus::Faulted, e.to_string())),
+        };
+        Standing {
+            r#ref: rule.r#ref.as_str().into(),
+            trigger_ref: rule.trigger_ref.as_deref().map(Into::into),
+            off: off.map(|(status, why)| (status, why.into_boxed_str())),
+        }
+    }
+}
+
 /// The normalized identity of a validated rule: two rules with equal identities behave
 /// identically (the component's promise about equal specs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +214,7 @@ impl RuleTable {
                 clock,
                 scope: scope.into(),
                 state: tokio::sync::Mutex::new(TableState::default()),
+                standing: Default::default(),
             }),
         }
     }
@@ -188,6 +235,93 @@ impl RuleTable {
     /// Timers running now.
     pub fn running(&self) -> usize {
         self.inner.clock.len()
+    }
+
+    /// One rule as it stands now; `None` when the table does not hold it.
+    pub fn view(&self, rule_id: i64) -> Option<RuleView> {
+        let standing = self.standing();
+        standing.get(&rule_id).map(|s| self.view_of(rule_id, s))
+    }
+
+    /// Up to `limit` rules with ids above `after`, in id order, of `status` only if given.
+    pub fn views(
+        &self,
+        after: Option<i64>,
+        limit: usize,
+        status: Option<RuleStatus>,
+    ) -> Vec<RuleView> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let from = after.map_or(Unbounded, Excluded);
+        let standing = self.standing();
+        standing
+            .range((from, Unbounded))
+            .map(|(id, s)| self.view_of(*id, s))
+            .filter(|v| status.is_none_or(|wanted| v.status == wanted))
+            .take(limit)
+            .collect()
+    }
+
+    /// How many rules stand in each state.
+    pub fn counts(&self) -> [(RuleStatus, usize); 4] {
+        let (mut scheduled, mut refused, mut faulted) = (0usize, 0usize, 0usize);
+        for s in self.standing().values() {
+            match &s.off {
+                None => scheduled += 1,
+                Some((RuleStatus::Faulted, _)) => faulted += 1,
+                Some(_) => refused += 1,
+            }
+        }
+        let clock = &self.inner.clock;
+        let (running, stopped_by_fault) = (clock.len(), clock.faulted());
+        [
+            (RuleStatus::Running, running),
+            (
+                RuleStatus::Ended,
+                scheduled.saturating_sub(running + stopped_by_fault),
+            ),
+            (RuleStatus::Refused, refused),
+            (RuleStatus::Faulted, faulted + stopped_by_fault),
+        ]
+    }
+
+    fn standing(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<i64, Standing>> {
+        self.inner
+            .standing
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn set_standing(&self, update: impl FnOnce(&mut BTreeMap<i64, Standing>)) {
+        let mut standing = self
+            .inner
+            .standing
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        update(&mut standing);
+    }
+
+    fn view_of(&self, id: i64, s: &Standing) -> RuleView {
+        let clock = &self.inner.clock;
+        let timer = clock.timer(id);
+        let (status, last_error) = match (&s.off, &timer) {
+            (Some((status, why)), _) => (*status, Some(why.to_string())),
+            (None, Some(_)) => (RuleStatus::Running, None),
+            (None, None) => match clock.fault(id) {
+                Some(why) => (RuleStatus::Faulted, Some(why)),
+                None => (RuleStatus::Ended, None),
+            },
+        };
+        RuleView {
+            id,
+            r#ref: s.r#ref.to_string(),
+            trigger_ref: timer
+                .as_ref()
+                .map(|t| t.trigger_ref.clone())
+                .or_else(|| s.trigger_ref.as_deref().map(str::to_string)),
+            status,
+            timer,
+            last_error,
+        }
     }
 
     /// Rules the table holds (running or not).
@@ -233,6 +367,11 @@ impl RuleTable {
             .copied()
             .collect();
         let mut report = SnapshotReport::default();
+        self.set_standing(|s| {
+            for id in &gone {
+                s.remove(id);
+            }
+        });
         for id in gone {
             state.entries.remove(&id);
             if self.inner.clock.stop(id) {
@@ -274,6 +413,9 @@ impl RuleTable {
     pub async fn remove(&self, rule_id: i64) -> bool {
         let mut state = self.inner.state.lock().await;
         state.entries.remove(&rule_id);
+        self.set_standing(|s| {
+            s.remove(&rule_id);
+        });
         state.bootstrap.remove(&rule_id);
         let stopped = self.inner.clock.stop(rule_id);
         if stopped {
@@ -318,6 +460,11 @@ impl RuleTable {
             scope: self.inner.scope.clone(),
         };
         let evaluated = map_blocking(work, move |item| ctx.apply_guarded(item)).await;
+        self.set_standing(|standing| {
+            for (rule, _, applied) in &evaluated {
+                standing.insert(rule.id, Standing::of(rule, applied));
+            }
+        });
         for (rule, outcome, applied) in evaluated {
             let id = rule.id;
             state.entries.insert(

@@ -378,8 +378,12 @@ pub fn spawn_watch(
         async move {
             loop {
                 triggers.next().await;
-                let source = source.clone();
-                swap(&table, move || source.load()).await;
+                let loading = source.clone();
+                match swap(&table, move || loading.load()).await {
+                    SwapOutcome::Swapped { .. } => source.metrics.component_swap(true),
+                    SwapOutcome::Rejected(_) => source.metrics.component_swap(false),
+                    SwapOutcome::Unchanged(_) => {}
+                }
             }
         }
         .with_current_subscriber(),

@@ -30,6 +30,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
+use crate::telemetry::Metrics;
 use writer::Op;
 
 /// The database file inside the state directory.
@@ -137,6 +138,8 @@ pub struct JournalSummary {
     pub bytes: u64,
     /// The highest event id ever stored (0 for none): new ids start above it.
     pub max_id: u64,
+    /// When the oldest journaled event was accepted (ids grow with it).
+    pub oldest_enqueued_at: Option<DateTime<Utc>>,
 }
 
 /// One rule's timer state: enough to continue its schedule after a restart.
@@ -161,6 +164,8 @@ pub struct StoreStats {
     pub write_errors: u64,
     /// Whether the last write committed.
     pub writable: bool,
+    /// Payload bytes in the outbox's journal, as last committed.
+    pub journal_bytes: u64,
 }
 
 /// How the store is opened. Defaults: see each field.
@@ -169,6 +174,8 @@ pub struct StoreOptions {
     /// An upper bound on the database's pages (SQLite's `max_page_count`), so that a test
     /// can fill the "disk" for real. `None` (the default): no bound but the disk's.
     pub max_pages: Option<u32>,
+    /// Where commit times and failures are counted. Default: a set of its own.
+    pub metrics: Metrics,
 }
 
 struct Shared {
@@ -180,6 +187,8 @@ struct Shared {
     writable: AtomicBool,
     commits: AtomicU64,
     write_errors: AtomicU64,
+    journal_bytes: AtomicU64,
+    metrics: Metrics,
     /// Held for the store's life: the directory's lock.
     _lock: File,
 }
@@ -224,6 +233,8 @@ impl Store {
             writable: AtomicBool::new(true),
             commits: AtomicU64::new(0),
             write_errors: AtomicU64::new(0),
+            journal_bytes: AtomicU64::new(0),
+            metrics: opts.metrics.clone(),
             _lock: lock,
         });
         let weak = Arc::downgrade(&shared);
@@ -278,6 +289,7 @@ impl Store {
             commits: self.shared.commits.load(Ordering::Relaxed),
             write_errors: self.shared.write_errors.load(Ordering::Relaxed),
             writable: self.shared.writable.load(Ordering::Relaxed),
+            journal_bytes: self.shared.journal_bytes.load(Ordering::Relaxed),
         }
     }
 

@@ -89,6 +89,9 @@ pub(super) fn run(conn: Connection, rx: mpsc::Receiver<Op>, shared: Weak<Shared>
             |r| r.get::<_, i64>(0),
         )
         .unwrap_or(0) as u64;
+    if let Some(s) = shared.upgrade() {
+        s.journal_bytes.store(bytes, Ordering::Relaxed);
+    }
     let mut w = Writer {
         conn,
         shared,
@@ -120,6 +123,10 @@ pub(super) fn run(conn: Connection, rx: mpsc::Receiver<Op>, shared: Weak<Shared>
             w.answer(op, ok);
         }
         w.commit(std::mem::take(&mut writes));
+        // Trims change the size too: published once a group, for the metrics.
+        if let Some(s) = w.shared.upgrade() {
+            s.journal_bytes.store(w.bytes, Ordering::Relaxed);
+        }
     }
     let _ = w.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
 }
@@ -147,6 +154,7 @@ impl Writer {
                 if let Some(s) = &shared {
                     s.commits.fetch_add(1, Ordering::Relaxed);
                     s.writable.store(true, Ordering::Relaxed);
+                    s.metrics.store_commit(started.elapsed(), false);
                 }
                 if self.failing {
                     self.failing = false;
@@ -164,6 +172,7 @@ impl Writer {
                 if let Some(s) = &shared {
                     s.write_errors.fetch_add(1, Ordering::Relaxed);
                     s.writable.store(false, Ordering::Relaxed);
+                    s.metrics.store_commit(started.elapsed(), true);
                 }
                 if !self.failing {
                     self.failing = true;
@@ -311,10 +320,19 @@ impl Writer {
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
+        let oldest_ms: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT enqueued_at_ms FROM outbox ORDER BY id LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
         Ok(JournalSummary {
             events: events as u64,
             bytes: self.bytes,
             max_id: max_id as u64,
+            oldest_enqueued_at: oldest_ms.and_then(DateTime::<Utc>::from_timestamp_millis),
         })
     }
 

@@ -80,6 +80,7 @@ pub mod wall;
 
 use std::collections::VecDeque;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
@@ -101,6 +102,7 @@ use crate::component::fault::{catch_host_panic, retry_after_fault};
 use crate::component::{CallError, Fire, Schedule, TimerKind, TimerRuntime};
 use crate::store::{RuleState, Store};
 use crate::support::blocking::{map_blocking, spawn_blocking_traced};
+use crate::telemetry::{FireOutcome, Metrics};
 
 /// At most this many late fires are computed in one pass, so a huge backlog is worked off
 /// in slices and new deadlines are looked at in between.
@@ -127,6 +129,10 @@ const HAND_OVER: Duration = Duration::from_micros(100);
 /// table pages its rows are on, spread over the whole table); every 5 s, a fifth of it.
 /// A crash loses at most this much state: those ticks count as missed after the restart.
 pub const PERSIST_EVERY: Duration = Duration::from_secs(5);
+/// The clock task begins a pass at least this often, even with nothing due (see
+/// [`Clock::since_last_turn`]).
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+
 /// Catch-up fires of one rule under `ATTUNE_MISFIRE=all` are at least this far apart.
 pub const CATCH_UP_PACE: Duration = Duration::from_millis(10);
 
@@ -144,6 +150,8 @@ pub struct ClockOptions {
     /// The wall clock to follow (see [`wall`]). `None`: the system's, unless `utc_now` is
     /// pinned (then steps are not looked for).
     pub wall: Option<Arc<dyn WallClock>>,
+    /// Where fires, their lateness and wall-clock steps are counted.
+    pub metrics: Metrics,
 }
 
 /// The scheduler. Cheap to clone: every clone drives the same timers.
@@ -177,6 +185,11 @@ struct Shared {
     misfire: Misfire,
     /// The persister and the wall-clock follower.
     helpers: Mutex<Vec<JoinHandle<()>>>,
+    metrics: Metrics,
+    /// When the clock task last began a pass, in nanoseconds after `born` (see
+    /// [`Clock::since_last_turn`]).
+    last_turn: AtomicU64,
+    born: Instant,
 }
 
 #[derive(Default)]
@@ -198,6 +211,9 @@ struct State {
     dirty: HashSet<i64>,
     /// States of timers that ended (no fire left) since the last save.
     ended: Vec<RuleState>,
+    /// Why the timers the component failed while firing were stopped, by rule id; cleared
+    /// when the rule's timer starts again or the rule stops (see [`Clock::fault`]).
+    faults: HashMap<i64, String>,
 }
 
 struct Timer {
@@ -353,6 +369,9 @@ impl Prepared {
 pub struct TimerStatus {
     pub trigger_ref: String,
     pub kind: TimerKind,
+    /// The normalized schedule (a JSON object's text) and its time zone.
+    pub spec: String,
+    pub timezone: String,
     /// When the timer started; interval ticks count from it.
     pub started_at: DateTime<Utc>,
     pub next_fire_at: DateTime<Utc>,
@@ -438,6 +457,7 @@ impl Clock {
             misfire,
             utc_now,
             wall,
+            metrics,
         } = options;
         let wall = match (wall, utc_now) {
             (Some(wall), _) => Some(wall),
@@ -463,6 +483,9 @@ impl Clock {
             restored: Mutex::new(restored),
             misfire,
             helpers: Mutex::new(Vec::new()),
+            metrics,
+            last_turn: AtomicU64::new(0),
+            born: Instant::now(),
         });
         let task = tokio::spawn(run(shared.clone()).with_current_subscriber());
         *shared.task.lock().expect("clock task lock") = Some(task);
@@ -678,6 +701,7 @@ impl Clock {
             return None;
         }
         let replaced = remove_timer(&mut state, rule_id).is_some();
+        state.faults.remove(&rule_id);
         let Some(next_at) = first else {
             self.publish_len(&state);
             drop(state);
@@ -755,6 +779,7 @@ impl Clock {
     pub fn stop(&self, rule_id: i64) -> bool {
         let mut state = self.lock();
         let stopped = remove_timer(&mut state, rule_id).is_some();
+        state.faults.remove(&rule_id);
         state.dirty.remove(&rule_id);
         state.ended.retain(|s| s.rule_id != rule_id);
         if stopped {
@@ -786,12 +811,32 @@ impl Clock {
         self.lock().timers.get(&rule_id).map(|t| TimerStatus {
             trigger_ref: t.schedule.trigger_ref.clone(),
             kind: t.schedule.kind,
+            spec: t.schedule.spec.clone(),
+            timezone: t.schedule.timezone.clone(),
             started_at: t.started_at,
             next_fire_at: t.next_at,
             execution_count: t.execution_count,
             last_tick: t.last_tick,
             generation: t.generation,
         })
+    }
+
+    /// Why the component's failure stopped the rule's timer while firing it, if it did.
+    pub fn fault(&self, rule_id: i64) -> Option<String> {
+        self.lock().faults.get(&rule_id).cloned()
+    }
+
+    /// Timers the component's failures stopped while firing them (see [`Clock::fault`]).
+    pub fn faulted(&self) -> usize {
+        self.lock().faults.len()
+    }
+
+    /// How long ago the clock task last began a pass. It begins one at least every
+    /// [`HEARTBEAT`] when nothing is due, so a value well above that means the task is
+    /// wedged (or the clock is stopped).
+    pub fn since_last_turn(&self) -> Duration {
+        let at = Duration::from_nanos(self.shared.last_turn.load(Ordering::Relaxed));
+        self.shared.born.elapsed().saturating_sub(at)
     }
 
     /// How late fires reached the sink since the last call (or the start): for each fire,
@@ -893,6 +938,12 @@ impl std::fmt::Debug for Clock {
 }
 
 impl Shared {
+    /// Notes that the clock task began a pass (see [`Clock::since_last_turn`]).
+    fn turned(&self) {
+        let at = u64::try_from(self.born.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last_turn.store(at, Ordering::Relaxed);
+    }
+
     fn anchor(&self) -> Anchor {
         *self.anchor.read().expect("clock anchor lock")
     }
@@ -950,8 +1001,9 @@ impl Shared {
     fn record_lateness(&self, at: Instant, deadlines: impl Iterator<Item = Instant>) {
         let mut h = self.lateness.lock().expect("lateness lock");
         for deadline in deadlines {
-            let late = at.saturating_duration_since(deadline).as_nanos();
-            h.saturating_record(u64::try_from(late).unwrap_or(u64::MAX));
+            let late = at.saturating_duration_since(deadline);
+            h.saturating_record(u64::try_from(late.as_nanos()).unwrap_or(u64::MAX));
+            self.metrics.handed_over(late);
         }
     }
 
@@ -1067,6 +1119,7 @@ async fn run(shared: Arc<Shared>) {
     // Wall time of prebuilding one fire, as last measured.
     let mut build_cost = Duration::from_micros(10);
     loop {
+        shared.turned();
         // Held until this pass is committed (see `Shared::batch`).
         let batch = shared.batch.lock().await;
         let Some(pass) = take_pass(&shared, build_cost) else {
@@ -1081,8 +1134,14 @@ async fn run(shared: Arc<Shared>) {
         let busy = !released.is_empty() || !late.is_empty() || !builds.is_empty();
         if !released.is_empty() {
             let fired_at = shared.anchor().now();
+            let metrics = shared.metrics.clone();
             // Logging 10,000 lines takes tens of milliseconds: not on the clock task.
             spawn_blocking_traced(move || {
+                count_fires(
+                    &metrics,
+                    released.iter().map(|r| &*r.trigger_ref),
+                    FireOutcome::OnTime,
+                );
                 for r in released {
                     log_fired(
                         r.rule_id,
@@ -1107,14 +1166,21 @@ async fn run(shared: Arc<Shared>) {
         if busy {
             continue;
         }
+        // Idle, it still turns every `HEARTBEAT`: that is what liveness checks look for.
+        let beat = Instant::now() + HEARTBEAT;
         match next_deadline {
-            Some(deadline) => {
+            Some(deadline) if deadline <= beat => {
                 tokio::select! {
                     _ = wait.until(deadline) => {}
                     _ = shared.notify.notified() => {}
                 }
             }
-            None => shared.notify.notified().await,
+            _ => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(beat) => {}
+                    _ = shared.notify.notified() => {}
+                }
+            }
         }
     }
     debug!("Clock task ended");
@@ -1369,6 +1435,7 @@ async fn fire_late(shared: &Arc<Shared>, jobs: Vec<Job>) {
                 }
                 Err(e) => {
                     state.timers.remove(&job.rule_id);
+                    state.faults.insert(job.rule_id, e.to_string());
                     failed.push((job, e));
                 }
             }
@@ -1376,6 +1443,13 @@ async fn fire_late(shared: &Arc<Shared>, jobs: Vec<Job>) {
         remaining = state.timers.len();
     }
     submit_fired(shared, fired);
+    count_fires(
+        &shared.metrics,
+        failed
+            .iter()
+            .map(|(job, _)| job.schedule.trigger_ref.as_str()),
+        FireOutcome::Faulted,
+    );
     // After the events are out: whoever waits for "no timer left" sees them first.
     shared.publish_count(remaining);
     for rule_id in ended {
@@ -1425,6 +1499,7 @@ async fn prebuild(shared: &Arc<Shared>, jobs: Vec<Job>) {
                 Err(e) => {
                     let timer = remove_timer(state, job.rule_id);
                     debug_assert!(timer.is_some());
+                    state.faults.insert(job.rule_id, e.to_string());
                     failed.push((job, e));
                 }
             }
@@ -1433,6 +1508,13 @@ async fn prebuild(shared: &Arc<Shared>, jobs: Vec<Job>) {
     }
     if !failed.is_empty() {
         shared.publish_count(remaining);
+        count_fires(
+            &shared.metrics,
+            failed
+                .iter()
+                .map(|(job, _)| job.schedule.trigger_ref.as_str()),
+            FireOutcome::Faulted,
+        );
         log_failed(failed);
     }
 }
@@ -1466,6 +1548,13 @@ fn submit_fired(shared: &Shared, fired: Vec<(Job, Fired)>) {
     }
     shared.sink.submit_all(events);
     shared.record_lateness(Instant::now(), logs.iter().map(|l| l.0.deadline));
+    for (job, _, _, trigger_ref) in &logs {
+        let outcome = match job.catch_up {
+            Some(_) => FireOutcome::CatchUp,
+            None => FireOutcome::Late,
+        };
+        shared.metrics.fired(trigger_ref, outcome, 1);
+    }
     for (job, fired_at, next, trigger_ref) in logs {
         if let Some(ticks) = job.catch_up {
             info!(
@@ -1486,6 +1575,26 @@ fn submit_fired(shared: &Shared, fired: Vec<(Job, Fired)>) {
             fired_at,
             next,
         );
+    }
+}
+
+/// Counts fires by trigger ref: one counter update per run of equal refs (a release is
+/// mostly one or two refs).
+fn count_fires<'a>(metrics: &Metrics, refs: impl Iterator<Item = &'a str>, outcome: FireOutcome) {
+    let mut run: Option<(&str, u64)> = None;
+    for r in refs {
+        match &mut run {
+            Some((current, n)) if *current == r => *n += 1,
+            _ => {
+                if let Some((current, n)) = run {
+                    metrics.fired(current, outcome, n);
+                }
+                run = Some((r, 1));
+            }
+        }
+    }
+    if let Some((current, n)) = run {
+        metrics.fired(current, outcome, n);
     }
 }
 
@@ -1546,6 +1655,7 @@ struct Skipped {
 async fn restep(shared: &Arc<Shared>, wall_now: DateTime<Utc>, step: chrono::Duration) {
     // No pass runs meanwhile: every deadline and prebuilt fire is about to change.
     let _batch = shared.batch.lock().await;
+    shared.metrics.wall_clock_stepped();
     let skipped = {
         let mut state = shared.state.lock().expect("clock state lock");
         if state.stopped {

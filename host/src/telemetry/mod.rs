@@ -1,0 +1,892 @@
+//! The telemetry layer: every metric the daemon exports, in one place, with its name, help,
+//! unit and label set. Uses only `support`; every layer above records into it.
+//!
+//! A [`Metrics`] is a set of metric families in its own registry. Cheap to clone: clones
+//! share the families. Each daemon has one (the admin listener's `/metrics` encodes it); a
+//! part built without one gets a fresh, unexported set from `Metrics::default()`, so tests
+//! and local mode need not care.
+//!
+//! Conventions (Prometheus'): names are `attune_timer_*`, counters end in `_total` (the
+//! encoder adds it), durations are in seconds, sizes in bytes. Every label set is bounded:
+//! labels take values from small fixed sets ([`FireOutcome`], [`StatusClass`], …) or from
+//! the trigger refs a component declares — never a rule id, a URL or an error text.
+//!
+//! Counters and histograms are recorded where things happen; the gauges that describe
+//! state (outbox depth, rules by state, token expiry, readiness) are set by whoever encodes,
+//! just before encoding ([`Metrics::encode`]'s caller), from the parts' own views.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+/// The content type of the Prometheus text format (0.0.4).
+pub const PROMETHEUS_TEXT: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+/// The content type of OpenMetrics text (1.0.0).
+pub const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Hand-over lateness buckets, seconds: from half a millisecond (the clock's on-time
+/// window is 5 ms) to a minute.
+const LATENESS_BUCKETS: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+/// API request buckets, seconds: up to the client's 30 s request timeout.
+const REQUEST_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// State store commit buckets, seconds: an fsync takes from under a millisecond to seconds.
+const COMMIT_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// How a fire went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FireOutcome {
+    /// Prebuilt and handed over within the on-time window.
+    OnTime,
+    /// Computed at the moment of firing (the clock was late, the timer new or just swapped).
+    Late,
+    /// A missed tick fired after a restart (the misfire policy).
+    CatchUp,
+    /// The component failed the fire twice: no event, the rule stopped.
+    Faulted,
+}
+
+impl FireOutcome {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FireOutcome::OnTime => "on_time",
+            FireOutcome::Late => "late",
+            FireOutcome::CatchUp => "catch_up",
+            FireOutcome::Faulted => "faulted",
+        }
+    }
+}
+
+impl EncodeLabelValue for FireOutcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+/// The class of an HTTP answer, or why there was none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StatusClass {
+    Success,
+    Redirect,
+    ClientError,
+    ServerError,
+    /// No answer within the request timeout.
+    Timeout,
+    /// No answer: the connection failed, or the answer could not be read.
+    Connection,
+    /// Not about a request (an event dropped by the journal's limits).
+    None,
+}
+
+impl StatusClass {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusClass::Success => "2xx",
+            StatusClass::Redirect => "3xx",
+            StatusClass::ClientError => "4xx",
+            StatusClass::ServerError => "5xx",
+            StatusClass::Timeout => "timeout",
+            StatusClass::Connection => "connection",
+            StatusClass::None => "none",
+        }
+    }
+}
+
+impl EncodeLabelValue for StatusClass {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+impl StatusClass {
+    pub fn of_status(status: u16) -> StatusClass {
+        match status {
+            200..=299 => StatusClass::Success,
+            300..=399 => StatusClass::Redirect,
+            400..=499 => StatusClass::ClientError,
+            _ => StatusClass::ServerError,
+        }
+    }
+}
+
+/// An API endpoint the daemon calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `GET /health`
+    Health,
+    /// `POST /api/v1/events`
+    Events,
+    /// `GET /api/v1/rules` (the listing; a message without params fetches its rule there)
+    Rules,
+    /// The token renewal endpoint.
+    Token,
+}
+
+impl Endpoint {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Health => "health",
+            Endpoint::Events => "events",
+            Endpoint::Rules => "rules",
+            Endpoint::Token => "token",
+        }
+    }
+}
+
+impl EncodeLabelValue for Endpoint {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+/// Why an event was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LossReason {
+    /// The API refused it in a way retrying cannot change (400, 403, 404, 422, …).
+    Rejected,
+    /// Older than `ATTUNE_OUTBOX_MAX_AGE`.
+    TooOld,
+    /// Dropped, oldest first, to hold the journal under `ATTUNE_OUTBOX_MAX_BYTES`.
+    OverSize,
+    /// The outbox was full and had no state store to spill to (or was closed).
+    Refused,
+}
+
+impl LossReason {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LossReason::Rejected => "rejected",
+            LossReason::TooOld => "too_old",
+            LossReason::OverSize => "over_size",
+            LossReason::Refused => "refused",
+        }
+    }
+}
+
+impl EncodeLabelValue for LossReason {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+/// A lifecycle message's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageType {
+    Created,
+    Enabled,
+    Disabled,
+    Deleted,
+    /// Unknown, or unreadable enough that its type is unknown.
+    Other,
+}
+
+impl MessageType {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageType::Created => "created",
+            MessageType::Enabled => "enabled",
+            MessageType::Disabled => "disabled",
+            MessageType::Deleted => "deleted",
+            MessageType::Other => "other",
+        }
+    }
+}
+
+impl EncodeLabelValue for MessageType {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+/// What became of a lifecycle message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageResult {
+    /// It changed, or confirmed, the rule table.
+    Applied,
+    /// Well-formed but not for this sensor (another trigger ref, an unknown type).
+    Ignored,
+    /// Malformed, too large, or its rule could not be fetched: dropped.
+    Invalid,
+}
+
+impl MessageResult {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageResult::Applied => "applied",
+            MessageResult::Ignored => "ignored",
+            MessageResult::Invalid => "invalid",
+        }
+    }
+}
+
+impl EncodeLabelValue for MessageResult {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+/// A rule-lifecycle transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    RabbitMq,
+    Notifier,
+}
+
+impl Transport {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::RabbitMq => "rabbitmq",
+            Transport::Notifier => "notifier",
+        }
+    }
+}
+
+impl EncodeLabelValue for Transport {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+/// Where a rule stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RuleStatus {
+    /// Its timer runs.
+    Running,
+    /// Validated and started; no fire is left (a fired one-shot, an ended RRULE).
+    Ended,
+    /// Its params were refused, or its trigger ref is not in scope.
+    Refused,
+    /// The component failed on it; it runs again when it is next applied or changed.
+    Faulted,
+}
+
+impl RuleStatus {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleStatus::Running => "running",
+            RuleStatus::Ended => "ended",
+            RuleStatus::Refused => "refused",
+            RuleStatus::Faulted => "faulted",
+        }
+    }
+}
+
+impl EncodeLabelValue for RuleStatus {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+/// Where undelivered events are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Place {
+    Memory,
+    /// Spilled: journaled on disk only, waiting for room in memory.
+    Disk,
+    /// The state store's journal of undelivered events (what `ATTUNE_OUTBOX_MAX_BYTES` caps).
+    Journal,
+}
+
+impl Place {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Place::Memory => "memory",
+            Place::Disk => "disk",
+            Place::Journal => "journal",
+        }
+    }
+}
+
+impl EncodeLabelValue for Place {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct FireLabels {
+    trigger_ref: String,
+    outcome: FireOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct FailedLabels {
+    reason: LossReason,
+    status_class: StatusClass,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StatusLabels {
+    status_class: StatusClass,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    endpoint: Endpoint,
+    status_class: StatusClass,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct MessageLabels {
+    r#type: MessageType,
+    result: MessageResult,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TransportLabels {
+    transport: Transport,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct FunctionLabels {
+    function: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StateLabels {
+    state: RuleStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PlaceLabels {
+    r#where: Place,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ComponentLabels {
+    name: String,
+    version: String,
+    sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+fn lateness_histogram() -> Histogram {
+    Histogram::new(LATENESS_BUCKETS)
+}
+
+fn request_histogram() -> Histogram {
+    Histogram::new(REQUEST_BUCKETS)
+}
+
+/// The daemon's metrics. See the module documentation.
+#[derive(Clone, Default)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    fires: Family<FireLabels, Counter>,
+    /// The fire counters by trigger ref, so the clock's hot path does not build a label set
+    /// (a `String`) per fire. Clones share the family's atomics.
+    fire_counters: RwLock<HashMap<String, [Counter; 4]>>,
+    lateness: Histogram,
+    delivered: Counter,
+    failed: Family<FailedLabels, Counter>,
+    retries: Family<StatusLabels, Counter>,
+    requests: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    messages: Family<MessageLabels, Counter>,
+    reconnects: Family<TransportLabels, Counter>,
+    connected: Family<TransportLabels, Gauge>,
+    calls: Family<FunctionLabels, Counter>,
+    traps: Family<FunctionLabels, Counter>,
+    deadline_hits: Family<FunctionLabels, Counter>,
+    swaps: Family<ResultLabels, Counter>,
+    store_commits: Histogram,
+    store_errors: Counter,
+    wall_steps: Counter,
+    // Gauges set just before encoding (see the module documentation).
+    outbox_events: Family<PlaceLabels, Gauge>,
+    outbox_bytes: Family<PlaceLabels, Gauge>,
+    outbox_oldest: Gauge<f64, std::sync::atomic::AtomicU64>,
+    outbox_concurrency: Gauge,
+    rules: Family<StateLabels, Gauge>,
+    /// Families without labels hold a gauge that is absent, rather than 0, until it is set.
+    token_expiry: Family<NoLabels, Gauge>,
+    component: Family<ComponentLabels, Gauge>,
+    ready: Gauge,
+    store_writable: Family<NoLabels, Gauge>,
+}
+
+/// The empty label set of a gauge that may be absent.
+type NoLabels = Vec<(&'static str, &'static str)>;
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner::new()
+    }
+}
+
+impl Inner {
+    fn new() -> Inner {
+        let mut r = Registry::with_prefix("attune_timer");
+        let fires = Family::<FireLabels, Counter>::default();
+        r.register(
+            "fires",
+            "Fires handed to the outbox, by trigger ref and outcome (faulted: no event, the rule stopped)",
+            fires.clone(),
+        );
+        let lateness = lateness_histogram();
+        r.register_with_unit(
+            "handover_lateness",
+            "How late each fire reached the outbox after its tick",
+            Unit::Seconds,
+            lateness.clone(),
+        );
+        let delivered = Counter::default();
+        r.register(
+            "events_delivered",
+            "Events the Attune API accepted",
+            delivered.clone(),
+        );
+        let failed = Family::<FailedLabels, Counter>::default();
+        r.register(
+            "events_failed",
+            "Events lost: not delivered and no longer retried, by reason and the last answer's status class",
+            failed.clone(),
+        );
+        let retries = Family::<StatusLabels, Counter>::default();
+        r.register(
+            "event_retries",
+            "Event deliveries that failed and will be retried, by status class",
+            retries.clone(),
+        );
+        let requests = Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            request_histogram,
+        );
+        r.register_with_unit(
+            "api_request_duration",
+            "Attune API requests, by endpoint and status class",
+            Unit::Seconds,
+            requests.clone(),
+        );
+        let messages = Family::<MessageLabels, Counter>::default();
+        r.register(
+            "lifecycle_messages",
+            "Rule lifecycle messages received, by type and result",
+            messages.clone(),
+        );
+        let reconnects = Family::<TransportLabels, Counter>::default();
+        r.register(
+            "transport_reconnects",
+            "Reconnections of the rule-lifecycle transport",
+            reconnects.clone(),
+        );
+        let connected = Family::<TransportLabels, Gauge>::default();
+        r.register(
+            "transport_connected",
+            "Whether the rule-lifecycle transport is connected (1) or not (0)",
+            connected.clone(),
+        );
+        let calls = Family::<FunctionLabels, Counter>::default();
+        r.register(
+            "component_calls",
+            "Calls into the timer component, by exported function",
+            calls.clone(),
+        );
+        let traps = Family::<FunctionLabels, Counter>::default();
+        r.register(
+            "component_traps",
+            "Component calls that trapped, deadline hits and memory-cap hits included (the instance was dropped)",
+            traps.clone(),
+        );
+        let deadline_hits = Family::<FunctionLabels, Counter>::default();
+        r.register(
+            "component_deadline_hits",
+            "Component calls stopped by their CPU deadline",
+            deadline_hits.clone(),
+        );
+        let swaps = Family::<ResultLabels, Counter>::default();
+        r.register(
+            "component_swaps",
+            "Live component swaps, accepted or rejected",
+            swaps.clone(),
+        );
+        let store_commits = Histogram::new(COMMIT_BUCKETS);
+        r.register_with_unit(
+            "store_write_duration",
+            "State store commits (one group of writes, synced to disk)",
+            Unit::Seconds,
+            store_commits.clone(),
+        );
+        let store_errors = Counter::default();
+        r.register(
+            "store_write_errors",
+            "State store commits that failed (the daemon carries on in memory)",
+            store_errors.clone(),
+        );
+        let wall_steps = Counter::default();
+        r.register(
+            "wall_clock_steps",
+            "Wall-clock steps (or suspends) the clock re-anchored after",
+            wall_steps.clone(),
+        );
+        let outbox_events = Family::<PlaceLabels, Gauge>::default();
+        r.register(
+            "outbox_events",
+            "Undelivered events, in memory or spilled to disk",
+            outbox_events.clone(),
+        );
+        let outbox_bytes = Family::<PlaceLabels, Gauge>::default();
+        r.register_with_unit(
+            "outbox",
+            "Payload bytes of undelivered events: in memory, and in the state store's journal",
+            Unit::Bytes,
+            outbox_bytes.clone(),
+        );
+        let outbox_oldest = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        r.register_with_unit(
+            "outbox_oldest_event_age",
+            "Age of the oldest undelivered event (0 when there is none)",
+            Unit::Seconds,
+            outbox_oldest.clone(),
+        );
+        let outbox_concurrency = Gauge::default();
+        r.register(
+            "outbox_concurrency_limit",
+            "Event deliveries allowed in flight now (the adaptive limit)",
+            outbox_concurrency.clone(),
+        );
+        let rules = Family::<StateLabels, Gauge>::default();
+        r.register("rules", "Rules the sensor holds, by state", rules.clone());
+        let token_expiry = Family::<NoLabels, Gauge>::default();
+        r.register_with_unit(
+            "token_expiry_timestamp",
+            "When the API token expires, as a Unix timestamp (absent for a token without exp)",
+            Unit::Seconds,
+            token_expiry.clone(),
+        );
+        let component = Family::<ComponentLabels, Gauge>::default();
+        r.register(
+            "component_info",
+            "The timer component running now (value 1)",
+            component.clone(),
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        r.register("build_info", "The daemon's version (value 1)", build);
+        let ready = Gauge::default();
+        r.register(
+            "ready",
+            "Whether the daemon is ready (1) or not (0): what /readyz answers",
+            ready.clone(),
+        );
+        let store_writable = Family::<NoLabels, Gauge>::default();
+        r.register(
+            "store_writable",
+            "Whether the state store accepts writes (1) or the daemon runs in memory (0); absent without a store",
+            store_writable.clone(),
+        );
+        Inner {
+            registry: r,
+            fires,
+            fire_counters: RwLock::default(),
+            lateness,
+            delivered,
+            failed,
+            retries,
+            requests,
+            messages,
+            reconnects,
+            connected,
+            calls,
+            traps,
+            deadline_hits,
+            swaps,
+            store_commits,
+            store_errors,
+            wall_steps,
+            outbox_events,
+            outbox_bytes,
+            outbox_oldest,
+            outbox_concurrency,
+            rules,
+            token_expiry,
+            component,
+            ready,
+            store_writable,
+        }
+    }
+}
+
+/// What the outbox holds now (see [`Metrics::set_outbox`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct OutboxGauges {
+    pub in_memory: u64,
+    pub spilled: u64,
+    pub memory_bytes: u64,
+    pub journal_bytes: u64,
+    pub oldest_age: Duration,
+    pub concurrency_limit: u64,
+}
+
+/// The component running now (see [`Metrics::set_component`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentIdentity {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        Metrics::default()
+    }
+
+    // ---- the clock ----
+
+    /// `n` fires of `trigger_ref` that went `outcome`.
+    pub fn fired(&self, trigger_ref: &str, outcome: FireOutcome, n: u64) {
+        let index = outcome as usize;
+        if let Some(counters) = self
+            .inner
+            .fire_counters
+            .read()
+            .expect("fire counters lock")
+            .get(trigger_ref)
+        {
+            counters[index].inc_by(n);
+            return;
+        }
+        let counters = [
+            FireOutcome::OnTime,
+            FireOutcome::Late,
+            FireOutcome::CatchUp,
+            FireOutcome::Faulted,
+        ]
+        .map(|outcome| {
+            self.inner.fires.get_or_create_owned(&FireLabels {
+                trigger_ref: trigger_ref.to_string(),
+                outcome,
+            })
+        });
+        counters[index].inc_by(n);
+        self.inner
+            .fire_counters
+            .write()
+            .expect("fire counters lock")
+            .insert(trigger_ref.to_string(), counters);
+    }
+
+    /// How late one fire reached the outbox.
+    pub fn handed_over(&self, late: Duration) {
+        self.inner.lateness.observe(late.as_secs_f64());
+    }
+
+    pub fn wall_clock_stepped(&self) {
+        self.inner.wall_steps.inc();
+    }
+
+    // ---- the outbox and the API ----
+
+    pub fn event_delivered(&self) {
+        self.inner.delivered.inc();
+    }
+
+    pub fn event_lost(&self, reason: LossReason, status_class: StatusClass) {
+        self.inner
+            .failed
+            .get_or_create(&FailedLabels {
+                reason,
+                status_class,
+            })
+            .inc();
+    }
+
+    pub fn event_retried(&self, status_class: StatusClass) {
+        self.inner
+            .retries
+            .get_or_create(&StatusLabels { status_class })
+            .inc();
+    }
+
+    /// One API request and how it ended.
+    pub fn api_request(&self, endpoint: Endpoint, status_class: StatusClass, took: Duration) {
+        self.inner
+            .requests
+            .get_or_create(&RequestLabels {
+                endpoint,
+                status_class,
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    // ---- the lifecycle transports ----
+
+    pub fn lifecycle_message(&self, r#type: MessageType, result: MessageResult) {
+        self.inner
+            .messages
+            .get_or_create(&MessageLabels { r#type, result })
+            .inc();
+    }
+
+    pub fn transport_connected(&self, transport: Transport, connected: bool) {
+        self.inner
+            .connected
+            .get_or_create(&TransportLabels { transport })
+            .set(i64::from(connected));
+    }
+
+    pub fn transport_reconnected(&self, transport: Transport) {
+        self.inner
+            .reconnects
+            .get_or_create(&TransportLabels { transport })
+            .inc();
+    }
+
+    // ---- the component ----
+
+    /// One call of an exported function; `trapped` when the instance was dropped after it,
+    /// `deadline` when its CPU deadline stopped it.
+    pub fn component_call(&self, function: &'static str, trapped: bool, deadline: bool) {
+        let labels = FunctionLabels { function };
+        self.inner.calls.get_or_create(&labels).inc();
+        if trapped {
+            self.inner.traps.get_or_create(&labels).inc();
+        }
+        if deadline {
+            self.inner.deadline_hits.get_or_create(&labels).inc();
+        }
+    }
+
+    pub fn component_swap(&self, accepted: bool) {
+        let result = if accepted { "accepted" } else { "rejected" };
+        self.inner
+            .swaps
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    // ---- the state store ----
+
+    /// One commit: how long it took, and whether it failed.
+    pub fn store_commit(&self, took: Duration, failed: bool) {
+        self.inner.store_commits.observe(took.as_secs_f64());
+        if failed {
+            self.inner.store_errors.inc();
+        }
+    }
+
+    // ---- gauges set before encoding ----
+
+    pub fn set_outbox(&self, g: OutboxGauges) {
+        let i = &self.inner;
+        let set = |family: &Family<PlaceLabels, Gauge>, place, v: u64| {
+            family
+                .get_or_create(&PlaceLabels { r#where: place })
+                .set(i64::try_from(v).unwrap_or(i64::MAX));
+        };
+        set(&i.outbox_events, Place::Memory, g.in_memory);
+        set(&i.outbox_events, Place::Disk, g.spilled);
+        set(&i.outbox_bytes, Place::Memory, g.memory_bytes);
+        set(&i.outbox_bytes, Place::Journal, g.journal_bytes);
+        i.outbox_oldest.set(g.oldest_age.as_secs_f64());
+        i.outbox_concurrency
+            .set(i64::try_from(g.concurrency_limit).unwrap_or(i64::MAX));
+    }
+
+    /// Rules by state; every state is set, so a state with no rule reads 0.
+    pub fn set_rules(&self, counts: &[(RuleStatus, usize)]) {
+        for (state, n) in counts {
+            self.inner
+                .rules
+                .get_or_create(&StateLabels { state: *state })
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// The token's expiry, as a Unix timestamp; `None` (a token without `exp`) leaves the
+    /// metric absent.
+    pub fn set_token_expiry(&self, unix_seconds: Option<i64>) {
+        match unix_seconds {
+            Some(at) => {
+                self.inner.token_expiry.get_or_create(&Vec::new()).set(at);
+            }
+            None => self.inner.token_expiry.clear(),
+        }
+    }
+
+    /// The component running now: one series with value 1.
+    pub fn set_component(&self, c: &ComponentIdentity) {
+        let labels = ComponentLabels {
+            name: c.name.clone(),
+            version: c.version.clone(),
+            sha256: c.sha256.clone(),
+        };
+        if self.inner.component.get(&labels).is_none() {
+            self.inner.component.clear();
+        }
+        self.inner.component.get_or_create(&labels).set(1);
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.inner.ready.set(i64::from(ready));
+    }
+
+    /// Whether the state store accepts writes; never called without a store, so the metric
+    /// stays absent then.
+    pub fn set_store_writable(&self, writable: bool) {
+        self.inner
+            .store_writable
+            .get_or_create(&Vec::new())
+            .set(i64::from(writable));
+    }
+
+    /// The metrics as text: OpenMetrics 1.0 when `openmetrics`, else the Prometheus text
+    /// format 0.0.4. Returns the text and its content type.
+    pub fn encode(&self, openmetrics: bool) -> (String, &'static str) {
+        let mut out = String::with_capacity(16 * 1024);
+        let registry = &self.inner.registry;
+        // Writing to a String cannot fail.
+        if openmetrics {
+            let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+            (out, OPENMETRICS_TEXT)
+        } else {
+            let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, registry);
+            (out, PROMETHEUS_TEXT)
+        }
+    }
+}
