@@ -7,9 +7,9 @@
 //!   wasmtime's JIT the writable-then-executable memory it needs;
 //! - the Grafana dashboard is valid JSON with its two variables.
 //!
-//! [`referenced_metric_names`] lists every metric the dashboard and the alerts use, for a
-//! test that scrapes a real daemon and checks each one exists: a renamed metric would
-//! otherwise leave an alert that never fires and a panel that stays empty, silently.
+//! Every metric the dashboard and the alerts use ([`referenced_metric_names`]) is declared
+//! by a real daemon's `/metrics`: a renamed metric would otherwise leave an alert that never
+//! fires and a panel that stays empty, silently.
 //!
 //! A missing tool fails its test saying how to get it, never skips it: a check that skips
 //! itself on the machine that lacks the tool is a check that quietly never runs. `make
@@ -348,7 +348,7 @@ fn alert_metric_names() -> BTreeSet<String> {
 
 /// Every `attune_timer_*` metric the dashboard's queries and the alert rules use, sorted;
 /// histograms by their own name (without `_bucket`, `_sum`, `_count`).
-pub fn referenced_metric_names() -> BTreeSet<String> {
+fn referenced_metric_names() -> BTreeSet<String> {
     let mut names = dashboard_metric_names();
     names.extend(alert_metric_names());
     names
@@ -396,4 +396,34 @@ fn every_metric_an_alert_uses_is_on_the_dashboard() {
         missing.is_empty(),
         "{ALERTS} uses metrics {DASHBOARD} does not show: {missing:?}"
     );
+}
+
+/// The names `/metrics` declares (`# TYPE` lines): a family is declared before anything is
+/// counted in it, so this holds on a daemon that has done nothing yet.
+fn declared_names(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_the_alerts_and_the_dashboard_use_is_exported() {
+    use attune_testkit::daemon::TestDaemon;
+    use attune_testkit::fake_api::{FakeApi, FakeOptions};
+    let api = FakeApi::start(FakeOptions::default());
+    let daemon = TestDaemon::start(&api, &[]).await;
+    let addr = daemon.admin.expect("the admin listener is on");
+    let metrics = attune_testkit::admin::scrape(addr).await;
+    let declared = declared_names(&metrics.text);
+    let referenced = referenced_metric_names();
+    assert!(referenced.len() > 10, "too few names found: {referenced:?}");
+    let missing: Vec<_> = referenced.difference(&declared).collect();
+    assert!(
+        missing.is_empty(),
+        "used by {ALERTS} or {DASHBOARD} but not exported by the daemon: {missing:?}\n\
+         exported: {declared:?}"
+    );
+    daemon.stop().await.expect("a clean stop");
 }

@@ -353,6 +353,9 @@ impl WsDaemon {
             ("ATTUNE_API_TOKEN", token.to_string()),
             ("ATTUNE_SENSOR_REF", "core.timer_sensor".to_string()),
             ("ATTUNE_NOTIFIER_WS_URL", notifier.url()),
+            // Not the manager's: these daemons run side by side, each listener on a port
+            // of its own.
+            ("ATTUNE_ADMIN_ADDR", "127.0.0.1:0".to_string()),
             (
                 "XDG_CACHE_HOME",
                 std::env::temp_dir()

@@ -221,6 +221,8 @@ pub fn test_env(api: &FakeApi, extra: &[(&str, &str)]) -> HashMap<String, String
         // A state store of its own (removed when a TestDaemon stops), as a real deployment
         // has one.
         ("ATTUNE_STATE_DIR", test_state_dir().display().to_string()),
+        // Daemons run side by side: each admin listener on a port of its own.
+        ("ATTUNE_ADMIN_ADDR", "127.0.0.1:0".to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -237,6 +239,8 @@ pub struct TestDaemon {
     pub broker: Broker,
     pub clock: Clock,
     pub rules: RuleTable,
+    /// Where its admin listener listens (`None` when the test turned it off).
+    pub admin: Option<std::net::SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     /// Set once the test's queue and exchange are deleted.
@@ -293,6 +297,7 @@ impl TestDaemon {
         };
         let clock = daemon.clock().clone();
         let rules = daemon.rules().clone();
+        let admin = daemon.admin_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(
             daemon
@@ -306,6 +311,7 @@ impl TestDaemon {
             broker,
             clock,
             rules,
+            admin,
             stop: Some(stop),
             task: Some(task),
             cleaned: false,

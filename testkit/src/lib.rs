@@ -3,6 +3,7 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`admin`] | the daemon's admin listener from outside: GET a path, scrape and parse `/metrics` |
 //! | [`fake_api`] | an in-process fake of the Attune API (`docs/platform.md`), recording what it is sent |
 //! | [`daemon`] | the daemon under test: [`daemon::TestDaemon`] in-process, [`daemon::Broker`], [`daemon::test_env`] |
 //! | [`logs`] | [`logs::LogCapture`]: the daemon's own JSON log subscriber, into a buffer |
@@ -13,6 +14,7 @@
 //! | [`bench`] | what the benches share: the argument parser, the readiness line, JSON reports |
 //! | [`wait`] | [`wait::eventually`]: poll a condition in real time, bounded |
 
+pub mod admin;
 pub mod bench;
 pub mod daemon;
 pub mod fake_api;

@@ -115,6 +115,17 @@ impl EncodeLabelValue for StatusClass {
     }
 }
 
+/// Every status class, for series that start at 0.
+const STATUS_CLASSES: [StatusClass; 7] = [
+    StatusClass::Success,
+    StatusClass::Redirect,
+    StatusClass::ClientError,
+    StatusClass::ServerError,
+    StatusClass::Timeout,
+    StatusClass::Connection,
+    StatusClass::None,
+];
+
 impl StatusClass {
     pub fn of_status(status: u16) -> StatusClass {
         match status {
@@ -608,6 +619,27 @@ impl Inner {
             "Whether the daemon is ready (1) or not (0): what /readyz answers",
             ready.clone(),
         );
+        // Every series an alert takes `increase()` of starts at 0, so its first count is
+        // an increase (a series that first appears at 1 would look unchanged).
+        for reason in [
+            LossReason::Rejected,
+            LossReason::TooOld,
+            LossReason::OverSize,
+            LossReason::Refused,
+        ] {
+            for status_class in STATUS_CLASSES {
+                let _ = failed.get_or_create(&FailedLabels {
+                    reason,
+                    status_class,
+                });
+            }
+        }
+        for status_class in STATUS_CLASSES {
+            let _ = retries.get_or_create(&StatusLabels { status_class });
+        }
+        for result in ["accepted", "rejected"] {
+            let _ = swaps.get_or_create(&ResultLabels { result });
+        }
         let store_writable = Family::<NoLabels, Gauge>::default();
         r.register(
             "store_writable",
