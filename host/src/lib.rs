@@ -8,7 +8,7 @@
 //! | layer | owns |
 //! |---|---|
 //! | [`app`] | the binary's commands: `check`, local mode, logging set-up |
-//! | [`daemon`] | settings, and the daemon's start, run and shutdown; owns every task it starts |
+//! | [`daemon`] | settings, and the daemon's start, run and shutdown; owns every task it starts; the admin listener and systemd notifications |
 //! | [`platform`] | the Attune side: API client, token and its renewal, the outbox, the rule-lifecycle transport |
 //! | [`schedule`] | the rule table, the clock, live component swap, and the events they produce |
 //! | [`component`] | finding, loading, checking and calling a timer component in its sandbox |

@@ -210,6 +210,33 @@ async fn unauthorized_events_renew_the_token_and_go_through() {
     }
 }
 
+/// A 401 that renewing the token does not cure (an expired token, a revoked one) is the
+/// token's fault, not the event's: the event waits, retried, instead of being lost.
+#[tokio::test]
+async fn an_uncured_401_is_retried_not_lost() {
+    let token = make_jwt(now_unix() + 3600, now_unix(), Some(&["core.intervaltimer"]));
+    let fake = FakeApi::start(FakeOptions {
+        initial_token: Some(token.clone()),
+        ..FakeOptions::default()
+    });
+    let (logs, _guard) = LogCapture::start("info");
+    // The first attempt and its retry after the renewal are both refused.
+    fake.fail_next_events(2, 401);
+    let outbox = Outbox::start(api(&fake, &token, DEFAULT_REQUEST_TIMEOUT), fast());
+    outbox.handle().submit(event(5));
+    assert_eq!(fake.wait_for_events(1, WAIT).await.len(), 1);
+    assert_eq!(fake.requests_to("/api/v1/events").len(), 3);
+    assert!(
+        failures_for(&logs, 5).is_empty(),
+        "the event was not given up on"
+    );
+    let retried = logs.with_message("Event creation failed, retrying");
+    assert_eq!(retried.len(), 1, "{retried:?}");
+    assert!(retried[0]["error"].as_str().unwrap().contains("401"));
+    assert_eq!(outbox.stats().failed, 0);
+    outbox.shutdown(Duration::from_secs(1)).await;
+}
+
 #[tokio::test]
 async fn a_full_outbox_refuses_without_blocking_and_logs_it() {
     let fake = FakeApi::start(FakeOptions::default());

@@ -177,6 +177,7 @@ impl Daemon {
         };
 
         let scope = token::trigger_scope(&token.current(), &component.trigger_refs)?;
+        metrics.declare_trigger_refs(&scope);
         info!(trigger_refs = ?scope, "Trigger refs in scope: {}", scope.join(", "));
 
         // From here on, tasks run: each is owned by `started` until the daemon takes them.

@@ -209,6 +209,7 @@ impl RuleFeed {
 
     /// Counts messages, connection and reconnections of `transport` into `metrics`.
     pub fn with_metrics(mut self, metrics: Metrics, transport: Transport) -> Self {
+        metrics.declare_transport(transport);
         self.metrics = metrics;
         self.transport = transport;
         self

@@ -678,6 +678,10 @@ impl Outbox {
                         "abandoned at shutdown"
                     };
                     log_lost(p.rule_id, &p.trigger_ref, &p.scheduled_at, reason);
+                    shared
+                        .api
+                        .metrics()
+                        .event_lost(LossReason::Abandoned, StatusClass::None);
                     AbandonedEvent {
                         rule_id: p.rule_id,
                         trigger_ref: p.trigger_ref.to_string(),

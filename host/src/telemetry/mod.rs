@@ -115,6 +115,9 @@ impl EncodeLabelValue for StatusClass {
     }
 }
 
+/// The component's exported functions the host calls.
+const COMPONENT_FUNCTIONS: [&str; 4] = ["describe", "validate", "next-fire", "build-payload"];
+
 /// Every status class, for series that start at 0.
 const STATUS_CLASSES: [StatusClass; 7] = [
     StatusClass::Success,
@@ -179,6 +182,9 @@ pub enum LossReason {
     OverSize,
     /// The outbox was full and had no state store to spill to (or was closed).
     Refused,
+    /// Still undelivered when a shutdown's flush time was up, with no (writable) state
+    /// store to keep it in.
+    Abandoned,
 }
 
 impl LossReason {
@@ -189,6 +195,7 @@ impl LossReason {
             LossReason::TooOld => "too_old",
             LossReason::OverSize => "over_size",
             LossReason::Refused => "refused",
+            LossReason::Abandoned => "abandoned",
         }
     }
 }
@@ -626,6 +633,7 @@ impl Inner {
             LossReason::TooOld,
             LossReason::OverSize,
             LossReason::Refused,
+            LossReason::Abandoned,
         ] {
             for status_class in STATUS_CLASSES {
                 let _ = failed.get_or_create(&FailedLabels {
@@ -639,6 +647,12 @@ impl Inner {
         }
         for result in ["accepted", "rejected"] {
             let _ = swaps.get_or_create(&ResultLabels { result });
+        }
+        for function in COMPONENT_FUNCTIONS {
+            let labels = FunctionLabels { function };
+            let _ = calls.get_or_create(&labels);
+            let _ = traps.get_or_create(&labels);
+            let _ = deadline_hits.get_or_create(&labels);
         }
         let store_writable = Family::<NoLabels, Gauge>::default();
         r.register(
@@ -743,6 +757,14 @@ impl Metrics {
             .insert(trigger_ref.to_string(), counters);
     }
 
+    /// Starts the fire counters of `trigger_refs` (every outcome) at 0, so that they are
+    /// there before the first fire and the first of each counts as an increase.
+    pub fn declare_trigger_refs(&self, trigger_refs: &[String]) {
+        for r in trigger_refs {
+            self.fired(r, FireOutcome::OnTime, 0);
+        }
+    }
+
     /// How late one fire reached the outbox.
     pub fn handed_over(&self, late: Duration) {
         self.inner.lateness.observe(late.as_secs_f64());
@@ -793,6 +815,13 @@ impl Metrics {
             .messages
             .get_or_create(&MessageLabels { r#type, result })
             .inc();
+    }
+
+    /// Starts `transport`'s series: disconnected, no reconnection yet.
+    pub fn declare_transport(&self, transport: Transport) {
+        let labels = TransportLabels { transport };
+        let _ = self.inner.reconnects.get_or_create(&labels);
+        let _ = self.inner.connected.get_or_create(&labels);
     }
 
     pub fn transport_connected(&self, transport: Transport, connected: bool) {
