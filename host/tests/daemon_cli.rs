@@ -56,6 +56,10 @@ fn help_documents_every_setting() {
         "ATTUNE_OUTBOX_MAX_BYTES",
         "ATTUNE_MISFIRE",
         "ATTUNE_MISFIRE_GRACE",
+        "ATTUNE_ADMIN_ADDR",
+        "--admin-addr",
+        "default: 127.0.0.1:8971",
+        "ATTUNE_READY_MAX_OUTBOX_AGE",
         "ATTUNE_LOG_LEVEL",
         "default: info",
         "ATTUNE_LOG_FORMAT",
@@ -371,4 +375,97 @@ fn sigkill_during_an_outage_loses_no_pending_event() {
             .any(|l| l.contains("The previous run did not stop cleanly")),
         "the restart says the kill was not a clean stop"
     );
+}
+
+/// Under systemd (`Type=notify`): `READY=1` once the rules are loaded, `WATCHDOG=1` at
+/// half the watchdog interval while the clock turns, `STOPPING=1` at SIGTERM — through a
+/// notification socket of the test's own, as systemd passes one in `NOTIFY_SOCKET`. The
+/// admin listener of the real binary answers meanwhile.
+#[test]
+fn systemd_hears_ready_watchdog_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let api = FakeApi::start(FakeOptions::default());
+    api.add_rule(1, "core.intervaltimer", json!({"interval": 1}), true);
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut env = test_env(&api, &[]);
+    env.insert("NOTIFY_SOCKET".into(), socket_path.display().to_string());
+    // One second: a ping every half second.
+    env.insert("WATCHDOG_USEC".into(), "1000000".into());
+    let _cleanup = Cleanup::of(&env);
+    let (mut child, lines, _rest) = spawn_ready(&env);
+
+    let mut heard: Vec<String> = Vec::new();
+    let listen = |heard: &mut Vec<String>, until: &dyn Fn(&[String]) -> bool, within: Duration| {
+        let deadline = Instant::now() + within;
+        let mut buf = [0u8; 512];
+        while !until(heard) && Instant::now() < deadline {
+            if let Ok(n) = socket.recv(&mut buf) {
+                heard.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+    };
+    listen(
+        &mut heard,
+        &|h| h.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 3,
+        Duration::from_secs(10),
+    );
+    let ready_at = heard.iter().position(|m| m.contains("READY=1"));
+    assert!(ready_at.is_some(), "READY=1 was sent: {heard:?}");
+    let pings = heard.iter().filter(|m| m.contains("WATCHDOG=1")).count();
+    assert!(pings >= 3, "the watchdog is petted: {heard:?}");
+    assert!(
+        heard.iter().position(|m| m.contains("WATCHDOG=1")) > ready_at,
+        "pings follow readiness: {heard:?}"
+    );
+    assert!(
+        !api.requests_to("/api/v1/rules").is_empty(),
+        "readiness came after the rules were listed"
+    );
+
+    // The real binary's admin listener, on the port it chose and logged.
+    let admin = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("Admin listener on"))
+        })
+        .find_map(|l| l["admin_addr"].as_str().map(str::to_string))
+        .expect("the admin listener's address is logged");
+    let mut conn = std::net::TcpStream::connect(&admin).unwrap();
+    conn.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut conn, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    listen(
+        &mut heard,
+        &|h| h.iter().any(|m| m.contains("STOPPING=1")),
+        Duration::from_secs(10),
+    );
+    assert!(
+        heard.iter().any(|m| m.contains("STOPPING=1")),
+        "STOPPING=1 was sent: {heard:?}"
+    );
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "exits");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success());
 }
