@@ -127,6 +127,24 @@ impl Metrics {
             .sum()
     }
 
+    /// The cumulative buckets `(le, count)` of histogram `name`, summed over every label
+    /// set matching `labels`, in `le` order.
+    pub fn histogram_buckets(&self, name: &str, labels: &[(&str, &str)]) -> Vec<(f64, f64)> {
+        let mut sums: Vec<(f64, f64)> = Vec::new();
+        for s in self.matching(name, labels) {
+            if let Value::Histogram(buckets) = &s.value {
+                for b in buckets {
+                    match sums.iter_mut().find(|(le, _)| *le == b.less_than) {
+                        Some((_, n)) => *n += b.count,
+                        None => sums.push((b.less_than, b.count)),
+                    }
+                }
+            }
+        }
+        sums.sort_by(|a, b| a.0.total_cmp(&b.0));
+        sums
+    }
+
     /// The label values of `label` across the series of `name`.
     pub fn label_values(&self, name: &str, label: &str) -> BTreeSet<String> {
         self.samples

@@ -112,6 +112,7 @@
 //! (CPU, memory, calibration), `logs.rs` (the daemon's log subscriber), `report.rs` (the
 //! typed report and its table), `plot.rs`.
 
+mod exported;
 mod ideal;
 mod logs;
 mod plot;

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::exported::Exported;
 use crate::ideal::IdealFigures;
 
 use crate::logs::{LogFigures, LogMode};
@@ -146,6 +147,8 @@ pub struct ScenarioReport {
     pub lateness: ClockDist,
     pub lateness_histogram: Buckets,
     pub lateness_note: &'static str,
+    /// The daemon's own `/metrics` over the window.
+    pub exported: Exported,
     pub arrival_lateness: Arrival,
     pub payload: PayloadCheck,
     pub cron: CronFigures,
@@ -242,6 +245,29 @@ fn print_lateness(r: &ScenarioReport) {
     println!(
         "bytes written to storage per fire (the state store): {}",
         r.disk_write_bytes_per_fire
+    );
+    let e = &r.exported;
+    let at_most = |v: Option<f64>| v.map_or_else(|| "-".into(), |ms| format!("≤ {ms}"));
+    println!(
+        "/metrics over the window: fires {} (clock: {}; on time {}, late {}, catch-up {}, \
+         faulted {}), delivered {}, lost {}, retries {}; hand-over p50 {} ms, p99 {} ms; \
+         event requests {} (p99 {} ms); store commits {} (p99 {} ms); outbox at the end {}",
+        e.fires_total(),
+        r.lateness.dist.n,
+        e.fires["on_time"],
+        e.fires["late"],
+        e.fires["catch_up"],
+        e.fires["faulted"],
+        e.events_delivered,
+        e.events_lost,
+        e.event_retries,
+        at_most(e.handover_lateness_p50_at_most_ms),
+        at_most(e.handover_lateness_p99_at_most_ms),
+        e.event_requests,
+        at_most(e.event_request_p99_at_most_ms),
+        e.store_commits,
+        at_most(e.store_commit_p99_at_most_ms),
+        e.outbox_events_at_end
     );
     row("interval drift (payload fired_at)", &r.interval.drift);
     row("interval drift (arrival)", &r.interval.drift_arrival);

@@ -13,6 +13,7 @@ use attune_testkit::daemon::TestDaemon;
 use attune_testkit::fake_api::{FakeApi, FakeOptions};
 use attune_testkit::machine::{clk_tck, cpu_model, loadavg};
 
+use crate::exported::{window, Exported};
 use crate::logs::LogCounters;
 use crate::process::{calibrate, release_memory, rss_kib, snapshot, thread_group, Snapshot};
 use crate::records::{to_rec, IntervalStarts, Kind, Rec, TimeMap};
@@ -83,6 +84,8 @@ struct Timeline {
     end: Snapshot,
     shutdown: Duration,
     clock: Histogram<u64>,
+    /// What the daemon's `/metrics` said about the window.
+    exported: Exported,
 }
 
 /// What the collector and the daemon's run share.
@@ -214,10 +217,13 @@ async fn drive_daemon(
     tokio::time::sleep_until((ready + Duration::from_secs(args.warmup)).into()).await;
     // Discard the warm-up's lateness; the window starts now.
     let _ = daemon.clock.take_lateness();
+    let admin = daemon.admin.expect("the admin listener is on");
+    let metrics_before = attune_testkit::admin::scrape(admin).await;
     let begin = snapshot();
     shared.in_window.store(true, Ordering::Relaxed);
     tokio::time::sleep_until((begin.at + Duration::from_secs(args.seconds)).into()).await;
     let clock = daemon.clock.take_lateness();
+    let metrics_after = attune_testkit::admin::scrape(admin).await;
     let end = snapshot();
     shared.in_window.store(false, Ordering::Relaxed);
 
@@ -232,6 +238,7 @@ async fn drive_daemon(
         end,
         shutdown: stopping.elapsed(),
         clock,
+        exported: window(&metrics_before, &metrics_after),
     }
 }
 
@@ -570,6 +577,7 @@ pub fn run_scenario(common: &Common, sc: &Scenario) -> Outcome {
         shutdown_seconds: round3(tl.shutdown.as_secs_f64()),
         lateness: a.lateness,
         lateness_histogram: hist_buckets(&tl.clock),
+        exported: tl.exported.clone(),
         lateness_note: NOTE_LATENESS,
         arrival_lateness: a.arrival,
         payload: a.payload,
