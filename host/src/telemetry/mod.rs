@@ -951,3 +951,101 @@ impl Metrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line_of<'a>(text: &'a str, start: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(start))
+    }
+
+    #[test]
+    fn both_formats_follow_their_conventions() {
+        let m = Metrics::new();
+        m.fired("core.crontimer", FireOutcome::OnTime, 3);
+        m.fired("core.crontimer", FireOutcome::Late, 1);
+        m.event_lost(LossReason::TooOld, StatusClass::ServerError);
+        let (text, content_type) = m.encode(false);
+        assert_eq!(content_type, PROMETHEUS_TEXT);
+        assert_eq!(
+            line_of(
+                &text,
+                "attune_timer_fires_total{trigger_ref=\"core.crontimer\",outcome=\"on_time\"}"
+            ),
+            Some("attune_timer_fires_total{trigger_ref=\"core.crontimer\",outcome=\"on_time\"} 3")
+        );
+        assert!(text.contains("# TYPE attune_timer_handover_lateness_seconds histogram"));
+        assert!(!text.contains("# EOF"));
+        let (open, content_type) = m.encode(true);
+        assert_eq!(content_type, OPENMETRICS_TEXT);
+        assert!(open.contains("# TYPE attune_timer_fires counter"));
+        assert!(open.contains("# UNIT attune_timer_handover_lateness_seconds seconds"));
+        assert!(open.trim_end().ends_with("# EOF"));
+    }
+
+    #[test]
+    fn loss_series_start_at_zero_and_gauges_without_a_value_are_absent() {
+        let m = Metrics::new();
+        let (text, _) = m.encode(false);
+        assert!(text.contains(
+            "attune_timer_events_failed_total{reason=\"abandoned\",status_class=\"none\"} 0"
+        ));
+        assert!(line_of(&text, "attune_timer_token_expiry_timestamp_seconds ").is_none());
+        assert!(line_of(&text, "attune_timer_store_writable ").is_none());
+        m.set_token_expiry(Some(1_900_000_000));
+        m.set_store_writable(true);
+        let (text, _) = m.encode(false);
+        assert_eq!(
+            line_of(&text, "attune_timer_token_expiry_timestamp_seconds "),
+            Some("attune_timer_token_expiry_timestamp_seconds 1900000000")
+        );
+        assert_eq!(
+            line_of(&text, "attune_timer_store_writable "),
+            Some("attune_timer_store_writable 1")
+        );
+        m.set_token_expiry(None);
+        let (text, _) = m.encode(false);
+        assert!(line_of(&text, "attune_timer_token_expiry_timestamp_seconds ").is_none());
+    }
+
+    #[test]
+    fn the_component_info_names_only_the_component_running_now() {
+        let m = Metrics::new();
+        let component = |version: &str| ComponentIdentity {
+            name: "timer".into(),
+            version: version.into(),
+            sha256: format!("hash-{version}"),
+        };
+        m.set_component(&component("1.0.0"));
+        m.set_component(&component("1.1.0"));
+        let (text, _) = m.encode(false);
+        let series: Vec<_> = text
+            .lines()
+            .filter(|l| l.starts_with("attune_timer_component_info{"))
+            .collect();
+        assert_eq!(
+            series,
+            ["attune_timer_component_info{name=\"timer\",version=\"1.1.0\",sha256=\"hash-1.1.0\"} 1"]
+        );
+    }
+
+    #[test]
+    fn clones_count_into_the_same_families() {
+        let m = Metrics::new();
+        let clone = m.clone();
+        clone.event_delivered();
+        m.event_delivered();
+        let (text, _) = m.encode(false);
+        assert_eq!(
+            line_of(&text, "attune_timer_events_delivered_total "),
+            Some("attune_timer_events_delivered_total 2")
+        );
+        // A set of its own counts apart.
+        let (other, _) = Metrics::new().encode(false);
+        assert_eq!(
+            line_of(&other, "attune_timer_events_delivered_total "),
+            Some("attune_timer_events_delivered_total 0")
+        );
+    }
+}
