@@ -42,7 +42,7 @@ use crate::platform::token::TokenHandle;
 use crate::schedule::{Clock, RuleTable, RuleView};
 use crate::store::Store;
 use crate::support::blocking::TaskGuard;
-use crate::telemetry::{ComponentIdentity, Metrics, OutboxGauges, RuleStatus};
+use crate::telemetry::{Backlog, ComponentIdentity, Metrics, RuleStatus};
 
 /// The largest request head (request line and headers) read.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -154,7 +154,7 @@ impl AdminState {
     }
 
     /// What `/readyz` answers, and the outbox's backlog it looked at.
-    async fn readiness(&self) -> (bool, Value, Option<crate::platform::outbox::Backlog>) {
+    async fn readiness(&self) -> (bool, Value, Option<Backlog>) {
         let Some(running) = self.running.get() else {
             let check = |detail: &str| json!({"ok": false, "detail": detail});
             return (
@@ -227,15 +227,8 @@ impl AdminState {
         m.set_ready(ready);
         if let Some(running) = self.running.get() {
             m.set_rules(&running.table.counts());
-            if let Some(b) = backlog {
-                m.set_outbox(OutboxGauges {
-                    in_memory: b.in_memory,
-                    spilled: b.spilled,
-                    memory_bytes: b.memory_bytes,
-                    journal_bytes: b.journal_bytes,
-                    oldest_age: b.oldest_age,
-                    concurrency_limit: b.concurrency_limit,
-                });
+            if let Some(backlog) = backlog {
+                m.set_outbox(&backlog);
             }
             if let Some(store) = &running.store {
                 m.set_store_writable(store.stats().writable);
@@ -416,25 +409,11 @@ async fn answer(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
         }
         "/healthz" => {
             let (ok, body) = state.health();
-            json_response(
-                if ok {
-                    StatusCode::OK
-                } else {
-                    StatusCode::SERVICE_UNAVAILABLE
-                },
-                &body,
-            )
+            check_response(ok, &body)
         }
         "/readyz" => {
             let (ok, body, _) = state.readiness().await;
-            json_response(
-                if ok {
-                    StatusCode::OK
-                } else {
-                    StatusCode::SERVICE_UNAVAILABLE
-                },
-                &body,
-            )
+            check_response(ok, &body)
         }
         "/rules" => {
             let query = parse_query(req.uri().query().unwrap_or(""));
@@ -461,6 +440,16 @@ fn parse_query(query: &str) -> HashMap<String, String> {
         out.entry(k.into_owned()).or_insert_with(|| v.into_owned());
     }
     out
+}
+
+/// A probe's answer: 200 when the check passes, 503 when not.
+fn check_response(ok: bool, body: &Value) -> Response<Full<Bytes>> {
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(status, body)
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {

@@ -22,7 +22,7 @@
 //!    with the `ATTUNE_SENSOR_TRIGGERS` rules, as one snapshot — since the transport
 //!    receives first, no change made meanwhile is missed;
 //! 8. log `Timer sensor ready` with the number of rules running; tell systemd
-//!    ([`notify`]: `READY=1`, and the watchdog when the unit asks for one).
+//!    (`notify`: `READY=1`, and the watchdog when the unit asks for one).
 //!
 //! While it runs, SIGHUP or a change of the component file swaps the component live (see
 //! [`crate::schedule::swap`]; the SIGHUP handler is installed first thing in startup).

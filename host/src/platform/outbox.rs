@@ -64,7 +64,7 @@ use crate::store::{DropReason, DroppedEvent, Store, StoreError, StoredEvent};
 use crate::support::backoff::BackoffPolicy;
 use crate::support::blocking::TaskGuard;
 use crate::support::limit::AdaptiveLimit;
-use crate::telemetry::{LossReason, StatusClass};
+use crate::telemetry::{Backlog, LossReason, StatusClass};
 
 /// How often the journal is held to `max_age` and `max_bytes`.
 const TRIM_EVERY: Duration = Duration::from_secs(1);
@@ -181,23 +181,6 @@ pub struct OutboxStats {
     pub spilled: u64,
     /// Requests allowed in flight now (the adaptive limit).
     pub concurrency_limit: usize,
-}
-
-/// What waits to be delivered (see [`Outbox::backlog`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Backlog {
-    /// Events in memory: queued or being delivered.
-    pub in_memory: u64,
-    /// Events on disk only, waiting for room in memory.
-    pub spilled: u64,
-    /// Payload bytes of the events in memory.
-    pub memory_bytes: u64,
-    /// Bytes in the state store's journal (0 without a store).
-    pub journal_bytes: u64,
-    /// Age of the oldest undelivered event (zero when there is none).
-    pub oldest_age: Duration,
-    /// Requests allowed in flight now (the adaptive limit).
-    pub concurrency_limit: u64,
 }
 
 struct Pending {

@@ -692,14 +692,21 @@ impl Inner {
     }
 }
 
-/// What the outbox holds now (see [`Metrics::set_outbox`]).
+/// What waits in the outbox to be delivered: what the outbox reports
+/// (`OutboxSink::backlog`) and the outbox gauges show ([`Metrics::set_outbox`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct OutboxGauges {
+pub struct Backlog {
+    /// Events in memory: queued or being delivered.
     pub in_memory: u64,
+    /// Events on disk only, waiting for room in memory.
     pub spilled: u64,
+    /// Payload bytes of the events in memory.
     pub memory_bytes: u64,
+    /// Bytes in the state store's journal (0 without a store).
     pub journal_bytes: u64,
+    /// Age of the oldest undelivered event (zero when there is none).
     pub oldest_age: Duration,
+    /// Requests allowed in flight now (the adaptive limit).
     pub concurrency_limit: u64,
 }
 
@@ -873,7 +880,7 @@ impl Metrics {
 
     // ---- gauges set before encoding ----
 
-    pub fn set_outbox(&self, g: OutboxGauges) {
+    pub fn set_outbox(&self, g: &Backlog) {
         let i = &self.inner;
         let set = |family: &Family<PlaceLabels, Gauge>, place, v: u64| {
             family

@@ -1443,13 +1443,6 @@ async fn fire_late(shared: &Arc<Shared>, jobs: Vec<Job>) {
         remaining = state.timers.len();
     }
     submit_fired(shared, fired);
-    count_fires(
-        &shared.metrics,
-        failed
-            .iter()
-            .map(|(job, _)| job.schedule.trigger_ref.as_str()),
-        FireOutcome::Faulted,
-    );
     // After the events are out: whoever waits for "no timer left" sees them first.
     shared.publish_count(remaining);
     for rule_id in ended {
@@ -1458,7 +1451,7 @@ async fn fire_late(shared: &Arc<Shared>, jobs: Vec<Job>) {
             "Timer for rule {rule_id} has no further fires; it holds no timer now"
         );
     }
-    log_failed(failed);
+    log_failed(&shared.metrics, failed);
 }
 
 /// Builds the next fire of timers ahead of its deadline, and keeps it with the timer.
@@ -1508,14 +1501,7 @@ async fn prebuild(shared: &Arc<Shared>, jobs: Vec<Job>) {
     }
     if !failed.is_empty() {
         shared.publish_count(remaining);
-        count_fires(
-            &shared.metrics,
-            failed
-                .iter()
-                .map(|(job, _)| job.schedule.trigger_ref.as_str()),
-            FireOutcome::Faulted,
-        );
-        log_failed(failed);
+        log_failed(&shared.metrics, failed);
     }
 }
 
@@ -1598,9 +1584,16 @@ fn count_fires<'a>(metrics: &Metrics, refs: impl Iterator<Item = &'a str>, outco
     }
 }
 
-/// Logs timers stopped by a failed call: a fault happened twice in a row (the call was
+/// Counts and logs timers stopped by a failed call: a fault happened twice in a row (the call was
 /// retried once), a refusal (`param-error`) once (it is not retried).
-fn log_failed(failed: Vec<(Job, CallError)>) {
+fn log_failed(metrics: &Metrics, failed: Vec<(Job, CallError)>) {
+    count_fires(
+        metrics,
+        failed
+            .iter()
+            .map(|(job, _)| job.schedule.trigger_ref.as_str()),
+        FireOutcome::Faulted,
+    );
     for (job, e) in failed {
         let why = match e.as_rule_error() {
             Some(_) => "the timer component refused the rule while firing it",
