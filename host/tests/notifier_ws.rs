@@ -330,6 +330,8 @@ async fn connection(
 struct WsDaemon {
     settings: Settings,
     clock: Clock,
+    /// The admin listener's address.
+    admin: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -374,6 +376,7 @@ impl WsDaemon {
             .await
             .unwrap_or_else(|e| panic!("the daemon did not start: {e:#}"));
         let clock = daemon.clock().clone();
+        let admin = daemon.admin_addr().expect("the admin listener is on");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(
             daemon
@@ -385,6 +388,7 @@ impl WsDaemon {
         WsDaemon {
             settings,
             clock,
+            admin,
             stop: Some(stop),
             task: Some(task),
         }
@@ -568,11 +572,21 @@ async fn survives_a_close_and_a_restart_with_a_resync_each_time() {
         .await
     );
 
-    // The notifier goes away and comes back.
+    // The notifier goes away (not ready meanwhile) and comes back.
     notifier.stop();
     api.remove_rule(2);
     api.add_rule(4, "core.intervaltimer", every(30), true);
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let readyz = loop {
+        let readyz = attune_testkit::admin::get(d.admin, "/readyz").await;
+        if readyz.status == 503 || tokio::time::Instant::now() > deadline {
+            break readyz;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(readyz.status, 503, "{}", readyz.body);
+    assert_eq!(readyz.json()["checks"]["transport_connected"]["ok"], false);
     notifier.restart().await;
     assert!(eventually(Duration::from_secs(15), || notifier.accepted() == 3).await);
     assert!(
@@ -592,6 +606,30 @@ async fn survives_a_close_and_a_restart_with_a_resync_each_time() {
     );
     notifier.lifecycle("rule.deleted", 4, "core.intervaltimer", false, None);
     assert!(eventually(WAIT, || !clock.contains(4)).await);
+    let readyz = attune_testkit::admin::get(d.admin, "/readyz").await;
+    assert_eq!(readyz.status, 200, "{}", readyz.body);
+    let m = attune_testkit::admin::scrape(d.admin).await;
+    assert_eq!(
+        m.value(
+            "attune_timer_transport_connected",
+            &[("transport", "notifier")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.value(
+            "attune_timer_transport_reconnects_total",
+            &[("transport", "notifier")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        m.value(
+            "attune_timer_lifecycle_messages_total",
+            &[("type", "deleted"), ("result", "applied")]
+        ),
+        Some(1.0)
+    );
     d.stop().await;
 }
 
