@@ -11,7 +11,7 @@ use tracing::instrument::WithSubscriber;
 use tracing::{debug, warn};
 
 use super::admin::WEDGED_AFTER;
-use crate::schedule::Clock;
+use crate::schedule::{Clock, HEARTBEAT};
 use crate::support::blocking::TaskGuard;
 
 /// Tells systemd the daemon is ready.
@@ -33,10 +33,11 @@ fn send(state: &[NotifyState]) {
 /// Starts petting the watchdog if systemd asked for one (`WATCHDOG_USEC`); `None` if not.
 pub fn start_watchdog(clock: Clock) -> Option<TaskGuard> {
     let interval = sd_notify::watchdog_enabled()?;
-    // Half the interval, as systemd advises; a wedged clock stops the petting as soon as it
-    // is noticed, or after WEDGED_AFTER, whichever the interval allows.
+    // Half the interval, as systemd advises. The petting stops once the clock has not
+    // turned for WEDGED_AFTER or the interval, whichever is shorter — but never under three
+    // of its idle turns, which an idle clock may take a hair over a second each.
     let every = (interval / 2).max(Duration::from_millis(100));
-    let stale_after = WEDGED_AFTER.min(interval);
+    let stale_after = WEDGED_AFTER.min(interval).max(HEARTBEAT * 3);
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         let mut wedged = false;

@@ -20,6 +20,8 @@ pub mod swap;
 
 pub use clock::misfire::{Misfire, MisfirePolicy};
 pub use clock::wall::{SystemWall, WallClock};
-pub use clock::{Clock, ClockGuard, ClockOptions, Prepared, ReplaceError, TimerStatus, ON_TIME};
+pub use clock::{
+    Clock, ClockGuard, ClockOptions, Prepared, ReplaceError, TimerStatus, HEARTBEAT, ON_TIME,
+};
 pub use event::{Event, EventSink};
 pub use rules::{Applied, RuleSource, RuleTable, RuleView, SnapshotReport};
