@@ -472,3 +472,60 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     );
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::component::TimerRuntime;
+    use crate::schedule::{Event, EventSink};
+
+    struct Nowhere;
+
+    impl EventSink for Nowhere {
+        fn submit(&self, _: Event) {}
+    }
+
+    /// Liveness follows the clock's loop: alive while it turns (every second when idle),
+    /// 503 once it has not turned for `WEDGED_AFTER` — here because its task is gone.
+    #[tokio::test(start_paused = true)]
+    async fn healthz_fails_once_the_clock_stops_turning() {
+        let state = AdminState::new(
+            Metrics::new(),
+            TokenHandle::new("opaque"),
+            Duration::from_secs(300),
+        );
+        assert_eq!(state.health(), (true, json!({"status": "starting"})));
+        let runtime = Arc::new(TimerRuntime::embedded().unwrap());
+        // A pinned UTC time: under the paused clock the wall clock must not be followed.
+        let clock = Clock::spawn_at(
+            runtime,
+            Arc::new(Nowhere),
+            "test.sensor".into(),
+            chrono::Utc::now(),
+        );
+        state.set_clock(clock.clone());
+        // Idle for a minute: the loop still turns every second.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let (ok, body) = state.health();
+        assert!(ok, "{body}");
+        assert!(
+            body["clock_last_turn_ms_ago"].as_u64().unwrap() <= 1000,
+            "{body}"
+        );
+
+        clock.abort();
+        tokio::time::sleep(WEDGED_AFTER - Duration::from_secs(2)).await;
+        assert!(state.health().0, "not yet");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (ok, body) = state.health();
+        assert!(!ok);
+        assert_eq!(body["status"], "wedged");
+    }
+
+    #[test]
+    fn queries_keep_the_first_of_a_repeated_key_and_decode_escapes() {
+        let q = parse_query("id=4%32&state=running&id=7");
+        assert_eq!(q["id"], "42");
+        assert_eq!(q["state"], "running");
+    }
+}

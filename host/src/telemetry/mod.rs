@@ -11,6 +11,13 @@
 //! labels take values from small fixed sets ([`FireOutcome`], [`StatusClass`], …) or from
 //! the trigger refs a component declares — never a rule id, a URL or an error text.
 //!
+//! The client is `prometheus-client`, the Prometheus project's own Rust client, rather than
+//! `metrics` with `metrics-exporter-prometheus`: it has no global recorder (each daemon
+//! owns its registry, so daemons side by side in one test process count apart), its
+//! metric types are plain atomics behind typed label sets (a label set that is not one of
+//! our enums does not compile), and it encodes both the Prometheus text format and
+//! OpenMetrics.
+//!
 //! Counters and histograms are recorded where things happen; the gauges that describe
 //! state (outbox depth, rules by state, token expiry, readiness) are set by whoever encodes,
 //! just before encoding ([`Metrics::encode`]'s caller), from the parts' own views.
