@@ -131,8 +131,9 @@ bench: setup python-component
 	PYTHON_TIMER_WASM=$(CURDIR)/$(PY_COMPONENT) $(CARGO) test $(PROFILE) -p conformance \
 	  --test python_component -- --ignored --nocapture --test-threads=1
 
+# With the admin listener on its default address: curl -s 127.0.0.1:8971/rules
 run: build
-	$(BIN) --rules examples/rules.json --log-format pretty
+	$(BIN) --rules examples/rules.json --log-format pretty --admin-addr 127.0.0.1:8971
 
 check-example: build
 	$(BIN) check --trigger-ref core.crontimer \

@@ -160,8 +160,9 @@ struct Cli {
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// The admin listener's address (/metrics, /healthz, /readyz, /rules), an IP address and
-    /// port, or off. Overrides ATTUNE_ADMIN_ADDR (default: 127.0.0.1:8971). Daemon mode only.
-    #[arg(long, value_name = "ADDR", conflicts_with = "rules")]
+    /// port, or off. Overrides ATTUNE_ADMIN_ADDR (default: 127.0.0.1:8971). Local mode
+    /// serves one only when given this option.
+    #[arg(long, value_name = "ADDR")]
     admin_addr: Option<String>,
     /// Where local mode sends events.
     #[arg(long, value_enum, default_value_t = Sink::Stdout, requires = "rules")]
@@ -328,6 +329,14 @@ fn run_local(cli: Cli, rules_file: PathBuf) -> ExitCode {
         eprintln!("Error: {:#}", anyhow::Error::from(e));
         return ExitCode::FAILURE;
     }
+    let admin_addr = match cli.admin_addr.as_deref().map(parse_admin_addr) {
+        None => None,
+        Some(Ok(addr)) => addr,
+        Some(Err(e)) => {
+            tracing::error!("{:#}", anyhow::Error::from(e));
+            return ExitCode::FAILURE;
+        }
+    };
     let options = LocalOptions {
         rules_file,
         component: cli
@@ -338,6 +347,7 @@ fn run_local(cli: Cli, rules_file: PathBuf) -> ExitCode {
         sensor_ref: env("ATTUNE_SENSOR_REF").unwrap_or_else(|| "core.timer_sensor".to_string()),
         state_dir: cli.state_dir,
         misfire: Default::default(),
+        admin_addr,
     };
     let sink = LineSink::stdout();
     let result = tokio_runtime().and_then(|runtime| {

@@ -294,3 +294,89 @@ fn with_a_state_dir_counts_carry_on_across_runs() {
     assert!(again[0] >= 3, "the count carries on: {again:?}");
     assert_eq!(run(&[]), vec![1, 2], "without it: memory only");
 }
+
+/// `GET path` on the admin listener at `addr`: the status code and the body.
+fn admin_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// With `--admin-addr`, local mode serves the admin listener too: its rules, its metrics,
+/// ready once the rules run (no transport or outbox to wait for).
+#[test]
+fn with_an_admin_address_local_mode_serves_rules_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.json");
+    std::fs::write(
+        &rules,
+        r#"[{"id": 1, "ref": "t.every1s", "trigger_ref": "core.intervaltimer", "trigger_params": {"interval": 1}},
+            {"id": 2, "ref": "t.bad", "trigger_ref": "core.intervaltimer", "trigger_params": {"interval": 0}}]"#,
+    )
+    .unwrap();
+    let mut child = spawn_local_with(&rules, &["--admin-addr", "127.0.0.1:0"]);
+    let events = read_lines(&mut child);
+    let stderr = child.stderr.take().unwrap();
+    let (tx, logs) = mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let admin = loop {
+        let line = logs
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the admin listener's address is logged");
+        let listening = line["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Admin listener on"));
+        if listening {
+            break line["admin_addr"].as_str().unwrap().to_string();
+        }
+    };
+    // Two fires at least, then ask.
+    for _ in 0..2 {
+        events
+            .recv_timeout(Duration::from_secs(10))
+            .expect("an event");
+    }
+    let (status, body) = admin_get(&admin, "/readyz");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = admin_get(&admin, "/rules");
+    assert_eq!(status, 200);
+    let rules: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(rules["rules"][0]["state"], "running", "{rules}");
+    assert_eq!(rules["rules"][1]["state"], "refused");
+    let (status, metrics) = admin_get(&admin, "/metrics");
+    assert_eq!(status, 200);
+    let fired = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "attune_timer_fires_total{trigger_ref=\"core.intervaltimer\",outcome=\"on_time\"}",
+            )
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("fires are counted");
+    assert!(fired >= 1.0, "{metrics}");
+    signal(&child, "-TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+}

@@ -583,6 +583,7 @@ async fn local_mode_fires_events_with_the_python_component() {
         sensor_ref: "core.timer_sensor".into(),
         state_dir: None,
         misfire: Default::default(),
+        admin_addr: None,
     };
     // 3.5 s: three or four ticks of each rule. Only a lower bound is asserted, so a slow
     // machine cannot fail it by firing late; exact timing is the conformance suite's job.

@@ -29,6 +29,7 @@
 //! file changes.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -40,6 +41,8 @@ use tracing::{error, info};
 
 use crate::component::watch::{Triggers, POLL_EVERY};
 use crate::component::{CompileCache, Limits, Rule, Source};
+use crate::daemon::admin::{AdminListener, AdminState};
+use crate::daemon::config::DEFAULT_READY_MAX_OUTBOX_AGE;
 use crate::schedule::{swap, Clock, ClockOptions, Event, EventSink, Misfire, RuleTable};
 use crate::store::{Store, StoreOptions};
 use crate::support::blocking::TaskGuard;
@@ -59,6 +62,8 @@ pub struct LocalOptions {
     /// through `misfire`. `None` (the default): state in memory only.
     pub state_dir: Option<PathBuf>,
     pub misfire: Misfire,
+    /// Serve the admin listener here (`--admin-addr`); `None` (the default): none.
+    pub admin_addr: Option<SocketAddr>,
 }
 
 /// One rule in a local rules file.
@@ -217,9 +222,14 @@ pub async fn run(
         sensor_ref,
         state_dir,
         misfire,
+        admin_addr,
     } = options;
-    // Local mode serves no admin listener: what is counted is not exported.
     let metrics = Metrics::default();
+    let admin_state = AdminState::new(metrics.clone(), None, DEFAULT_READY_MAX_OUTBOX_AGE);
+    let _admin = match admin_addr {
+        Some(addr) => Some(AdminListener::start(addr, admin_state.clone()).await?),
+        None => None,
+    };
     let source = Source {
         component,
         limits,
@@ -258,6 +268,7 @@ pub async fn run(
     );
     // Whatever way this function is left (an error, or its future dropped), the clock stops.
     let _clock_guard = clock.guard();
+    admin_state.set_clock(clock.clone());
     // Relative times count from now that the clock runs, not from when the file was read.
     let rules = match resolve_rules(parsed, clock.now()) {
         Ok(rules) => rules,
@@ -269,6 +280,7 @@ pub async fn run(
     let table = RuleTable::new(clock.clone(), info.trigger_refs.clone());
     let total = rules.len();
     let report = table.apply_snapshot(rules).await;
+    admin_state.set_running(table.clone(), None, None, store.clone());
     info!(
         rules = total,
         running = report.running,

@@ -17,6 +17,8 @@
 //! It binds before anything else starts, so a bad address fails the start at once, and it
 //! answers while the daemon starts (`/readyz` says what it waits for). The daemon hands it
 //! its parts as they come up ([`AdminState::set_clock`], [`AdminState::set_running`]).
+//! Local mode serves it too, when asked: without a token, a transport or an outbox, whose
+//! checks then pass as not applicable.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -71,7 +73,8 @@ pub struct BindError {
 /// What the listener reads: the daemon's parts, handed over as they start.
 pub struct AdminState {
     metrics: Metrics,
-    token: TokenHandle,
+    /// The daemon's token (for its expiry); `None` in local mode.
+    token: Option<TokenHandle>,
     max_outbox_age: Duration,
     clock: OnceLock<Clock>,
     running: OnceLock<Running>,
@@ -81,16 +84,21 @@ pub struct AdminState {
     stopping: AtomicBool,
 }
 
-/// The parts that exist once the daemon runs.
+/// The parts that exist once the daemon runs. Local mode has no outbox (events go to its
+/// own sink) and no lifecycle transport.
 struct Running {
     table: RuleTable,
-    outbox: OutboxSink,
-    feed: RuleFeed,
+    outbox: Option<OutboxSink>,
+    feed: Option<RuleFeed>,
     store: Option<Store>,
 }
 
 impl AdminState {
-    pub fn new(metrics: Metrics, token: TokenHandle, max_outbox_age: Duration) -> Arc<Self> {
+    pub fn new(
+        metrics: Metrics,
+        token: Option<TokenHandle>,
+        max_outbox_age: Duration,
+    ) -> Arc<Self> {
         Arc::new(AdminState {
             metrics,
             token,
@@ -111,8 +119,8 @@ impl AdminState {
     pub fn set_running(
         &self,
         table: RuleTable,
-        outbox: OutboxSink,
-        feed: RuleFeed,
+        outbox: Option<OutboxSink>,
+        feed: Option<RuleFeed>,
         store: Option<Store>,
     ) {
         let _ = self.running.set(Running {
@@ -172,9 +180,13 @@ impl AdminState {
         };
         let loaded = self.rules_loaded.load(Ordering::Acquire);
         let stopping = self.stopping.load(Ordering::Acquire);
-        let connected = running.feed.is_connected() && !stopping;
-        let backlog = running.outbox.backlog().await;
-        let outbox_ok = backlog.oldest_age <= self.max_outbox_age;
+        let connected = running.feed.as_ref().is_none_or(RuleFeed::is_connected) && !stopping;
+        let backlog = match &running.outbox {
+            Some(outbox) => Some(outbox.backlog().await),
+            None => None,
+        };
+        let oldest = backlog.map(|b| b.oldest_age).unwrap_or_default();
+        let outbox_ok = oldest <= self.max_outbox_age;
         let ready = loaded && connected && outbox_ok;
         let body = json!({
             "ready": ready,
@@ -189,7 +201,9 @@ impl AdminState {
                 },
                 "transport_connected": {
                     "ok": connected,
-                    "detail": if connected {
+                    "detail": if running.feed.is_none() {
+                        "local mode: no rule-lifecycle transport"
+                    } else if connected {
                         "the rule-lifecycle transport is connected"
                     } else if stopping {
                         "shutting down"
@@ -199,22 +213,30 @@ impl AdminState {
                 },
                 "outbox": {
                     "ok": outbox_ok,
-                    "detail": format!(
-                        "{} events undelivered, the oldest {} s old (limit {} s, ATTUNE_READY_MAX_OUTBOX_AGE)",
-                        backlog.in_memory + backlog.spilled,
-                        backlog.oldest_age.as_secs(),
-                        self.max_outbox_age.as_secs()
-                    ),
+                    "detail": match backlog {
+                        Some(b) => format!(
+                            "{} events undelivered, the oldest {} s old (limit {} s, ATTUNE_READY_MAX_OUTBOX_AGE)",
+                            b.in_memory + b.spilled,
+                            b.oldest_age.as_secs(),
+                            self.max_outbox_age.as_secs()
+                        ),
+                        None => "local mode: events go to the local sink".to_string(),
+                    },
                 },
             }
         });
-        (ready, body, Some(backlog))
+        (ready, body, backlog)
     }
 
     /// Sets the gauges that describe the daemon's state, then encodes every metric.
     async fn metrics_text(&self, openmetrics: bool) -> (String, &'static str) {
         let m = &self.metrics;
-        m.set_token_expiry(self.token.expires_at().filter(|exp| *exp > 0));
+        m.set_token_expiry(
+            self.token
+                .as_ref()
+                .and_then(TokenHandle::expires_at)
+                .filter(|exp| *exp > 0),
+        );
         if let Some(clock) = self.clock.get() {
             let info = clock.runtime().info().clone();
             m.set_component(&ComponentIdentity {
@@ -489,11 +511,7 @@ mod tests {
     /// 503 once it has not turned for `WEDGED_AFTER` — here because its task is gone.
     #[tokio::test(start_paused = true)]
     async fn healthz_fails_once_the_clock_stops_turning() {
-        let state = AdminState::new(
-            Metrics::new(),
-            TokenHandle::new("opaque"),
-            Duration::from_secs(300),
-        );
+        let state = AdminState::new(Metrics::new(), None, Duration::from_secs(300));
         assert_eq!(state.health(), (true, json!({"status": "starting"})));
         let runtime = Arc::new(TimerRuntime::embedded().unwrap());
         // A pinned UTC time: under the paused clock the wall clock must not be followed.

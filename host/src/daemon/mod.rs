@@ -137,7 +137,7 @@ impl Daemon {
         let metrics = Metrics::new();
         let admin_state = AdminState::new(
             metrics.clone(),
-            token.clone(),
+            Some(token.clone()),
             settings.ready_max_outbox_age,
         );
         let admin = match settings.admin_addr {
@@ -216,8 +216,8 @@ impl Daemon {
             Ok((table, transport)) => {
                 admin_state.set_running(
                     table.clone(),
-                    started.outbox.handle(),
-                    transport.feed().clone(),
+                    Some(started.outbox.handle()),
+                    Some(transport.feed().clone()),
                     started.store.clone(),
                 );
                 notify::ready();
