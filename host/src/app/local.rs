@@ -238,6 +238,7 @@ pub async fn run(
     };
     let runtime = source.load_in_background().await?;
     let info = runtime.info().clone();
+    metrics.declare_trigger_refs(&info.trigger_refs);
     let store = match state_dir {
         Some(dir) => Some(
             Store::open_in_background(dir, StoreOptions::default())
