@@ -40,6 +40,35 @@ pub const PROMETHEUS_TEXT: &str = prometheus_client::encoding::prometheus_text::
 /// The content type of OpenMetrics text (1.0.0).
 pub const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// Declares a label value type: the enum, its text ([`as_str`](FireOutcome::as_str)) and
+/// its encoding. Each variant names the text it is exported as.
+macro_rules! label_values {
+    ($(#[$meta:meta])* pub enum $name:ident {
+        $($(#[$vmeta:meta])* $variant:ident => $text:literal,)*
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)*
+        }
+
+        impl $name {
+            /// The label value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+        }
+
+        impl EncodeLabelValue for $name {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+                encoder.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 /// Hand-over lateness buckets, seconds: from half a millisecond (the clock's on-time
 /// window is 5 ms) to a minute.
 const LATENESS_BUCKETS: [f64; 16] = [
@@ -55,70 +84,33 @@ const COMMIT_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
-/// How a fire went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FireOutcome {
-    /// Prebuilt and handed over within the on-time window.
-    OnTime,
-    /// Computed at the moment of firing (the clock was late, the timer new or just swapped).
-    Late,
-    /// A missed tick fired after a restart (the misfire policy).
-    CatchUp,
-    /// The component failed the fire twice: no event, the rule stopped.
-    Faulted,
-}
-
-impl FireOutcome {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FireOutcome::OnTime => "on_time",
-            FireOutcome::Late => "late",
-            FireOutcome::CatchUp => "catch_up",
-            FireOutcome::Faulted => "faulted",
-        }
+label_values! {
+    /// How a fire went.
+    pub enum FireOutcome {
+        /// Prebuilt and handed over within the on-time window.
+        OnTime => "on_time",
+        /// Computed at the moment of firing (the clock was late, the timer new or just swapped).
+        Late => "late",
+        /// A missed tick fired after a restart (the misfire policy).
+        CatchUp => "catch_up",
+        /// The component failed the fire twice: no event, the rule stopped.
+        Faulted => "faulted",
     }
 }
 
-impl EncodeLabelValue for FireOutcome {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        encoder.write_str(self.as_str())
-    }
-}
-
-/// The class of an HTTP answer, or why there was none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StatusClass {
-    Success,
-    Redirect,
-    ClientError,
-    ServerError,
-    /// No answer within the request timeout.
-    Timeout,
-    /// No answer: the connection failed, or the answer could not be read.
-    Connection,
-    /// Not about a request (an event dropped by the journal's limits).
-    None,
-}
-
-impl StatusClass {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StatusClass::Success => "2xx",
-            StatusClass::Redirect => "3xx",
-            StatusClass::ClientError => "4xx",
-            StatusClass::ServerError => "5xx",
-            StatusClass::Timeout => "timeout",
-            StatusClass::Connection => "connection",
-            StatusClass::None => "none",
-        }
-    }
-}
-
-impl EncodeLabelValue for StatusClass {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        encoder.write_str(self.as_str())
+label_values! {
+    /// The class of an HTTP answer, or why there was none.
+    pub enum StatusClass {
+        Success => "2xx",
+        Redirect => "3xx",
+        ClientError => "4xx",
+        ServerError => "5xx",
+        /// No answer within the request timeout.
+        Timeout => "timeout",
+        /// No answer: the connection failed, or the answer could not be read.
+        Connection => "connection",
+        /// Not about a request (an event dropped by the journal's limits).
+        None => "none",
     }
 }
 
@@ -147,208 +139,91 @@ impl StatusClass {
     }
 }
 
-/// An API endpoint the daemon calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Endpoint {
-    /// `GET /health`
-    Health,
-    /// `POST /api/v1/events`
-    Events,
-    /// `GET /api/v1/rules` (the listing; a message without params fetches its rule there)
-    Rules,
-    /// The token renewal endpoint.
-    Token,
-}
-
-impl Endpoint {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Endpoint::Health => "health",
-            Endpoint::Events => "events",
-            Endpoint::Rules => "rules",
-            Endpoint::Token => "token",
-        }
+label_values! {
+    /// An API endpoint the daemon calls.
+    pub enum Endpoint {
+        /// `GET /health`
+        Health => "health",
+        /// `POST /api/v1/events`
+        Events => "events",
+        /// `GET /api/v1/rules` (the listing; a message without params fetches its rule there)
+        Rules => "rules",
+        /// The token renewal endpoint.
+        Token => "token",
     }
 }
 
-impl EncodeLabelValue for Endpoint {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        encoder.write_str(self.as_str())
+label_values! {
+    /// Why an event was lost.
+    pub enum LossReason {
+        /// The API refused it in a way retrying cannot change (400, 403, 404, 422, …).
+        Rejected => "rejected",
+        /// Older than `ATTUNE_OUTBOX_MAX_AGE`.
+        TooOld => "too_old",
+        /// Dropped, oldest first, to hold the journal under `ATTUNE_OUTBOX_MAX_BYTES`.
+        OverSize => "over_size",
+        /// The outbox was full and had no state store to spill to (or was closed).
+        Refused => "refused",
+        /// Still undelivered when a shutdown's flush time was up, with no (writable) state
+        /// store to keep it in.
+        Abandoned => "abandoned",
     }
 }
 
-/// Why an event was lost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LossReason {
-    /// The API refused it in a way retrying cannot change (400, 403, 404, 422, …).
-    Rejected,
-    /// Older than `ATTUNE_OUTBOX_MAX_AGE`.
-    TooOld,
-    /// Dropped, oldest first, to hold the journal under `ATTUNE_OUTBOX_MAX_BYTES`.
-    OverSize,
-    /// The outbox was full and had no state store to spill to (or was closed).
-    Refused,
-    /// Still undelivered when a shutdown's flush time was up, with no (writable) state
-    /// store to keep it in.
-    Abandoned,
-}
-
-impl LossReason {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LossReason::Rejected => "rejected",
-            LossReason::TooOld => "too_old",
-            LossReason::OverSize => "over_size",
-            LossReason::Refused => "refused",
-            LossReason::Abandoned => "abandoned",
-        }
+label_values! {
+    /// A lifecycle message's type.
+    pub enum MessageType {
+        Created => "created",
+        Enabled => "enabled",
+        Disabled => "disabled",
+        Deleted => "deleted",
+        /// Unknown, or unreadable enough that its type is unknown.
+        Other => "other",
     }
 }
 
-impl EncodeLabelValue for LossReason {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        encoder.write_str(self.as_str())
+label_values! {
+    /// What became of a lifecycle message.
+    pub enum MessageResult {
+        /// It changed, or confirmed, the rule table.
+        Applied => "applied",
+        /// Well-formed but not for this sensor (another trigger ref, an unknown type).
+        Ignored => "ignored",
+        /// Malformed, too large, or its rule could not be fetched: dropped.
+        Invalid => "invalid",
     }
 }
 
-/// A lifecycle message's type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MessageType {
-    Created,
-    Enabled,
-    Disabled,
-    Deleted,
-    /// Unknown, or unreadable enough that its type is unknown.
-    Other,
-}
-
-impl MessageType {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MessageType::Created => "created",
-            MessageType::Enabled => "enabled",
-            MessageType::Disabled => "disabled",
-            MessageType::Deleted => "deleted",
-            MessageType::Other => "other",
-        }
+label_values! {
+    /// A rule-lifecycle transport.
+    pub enum Transport {
+        RabbitMq => "rabbitmq",
+        Notifier => "notifier",
     }
 }
 
-impl EncodeLabelValue for MessageType {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        encoder.write_str(self.as_str())
+label_values! {
+    /// Where a rule stands.
+    pub enum RuleStatus {
+        /// Its timer runs.
+        Running => "running",
+        /// Validated and started; no fire is left (a fired one-shot, an ended RRULE).
+        Ended => "ended",
+        /// Its params were refused, or its trigger ref is not in scope.
+        Refused => "refused",
+        /// The component failed on it; it runs again when it is next applied or changed.
+        Faulted => "faulted",
     }
 }
 
-/// What became of a lifecycle message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MessageResult {
-    /// It changed, or confirmed, the rule table.
-    Applied,
-    /// Well-formed but not for this sensor (another trigger ref, an unknown type).
-    Ignored,
-    /// Malformed, too large, or its rule could not be fetched: dropped.
-    Invalid,
-}
-
-impl MessageResult {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MessageResult::Applied => "applied",
-            MessageResult::Ignored => "ignored",
-            MessageResult::Invalid => "invalid",
-        }
-    }
-}
-
-impl EncodeLabelValue for MessageResult {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        encoder.write_str(self.as_str())
-    }
-}
-
-/// A rule-lifecycle transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    RabbitMq,
-    Notifier,
-}
-
-impl Transport {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::RabbitMq => "rabbitmq",
-            Transport::Notifier => "notifier",
-        }
-    }
-}
-
-impl EncodeLabelValue for Transport {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        encoder.write_str(self.as_str())
-    }
-}
-
-/// Where a rule stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RuleStatus {
-    /// Its timer runs.
-    Running,
-    /// Validated and started; no fire is left (a fired one-shot, an ended RRULE).
-    Ended,
-    /// Its params were refused, or its trigger ref is not in scope.
-    Refused,
-    /// The component failed on it; it runs again when it is next applied or changed.
-    Faulted,
-}
-
-impl RuleStatus {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RuleStatus::Running => "running",
-            RuleStatus::Ended => "ended",
-            RuleStatus::Refused => "refused",
-            RuleStatus::Faulted => "faulted",
-        }
-    }
-}
-
-impl EncodeLabelValue for RuleStatus {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        encoder.write_str(self.as_str())
-    }
-}
-
-/// Where undelivered events are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Place {
-    Memory,
-    /// Spilled: journaled on disk only, waiting for room in memory.
-    Disk,
-    /// The state store's journal of undelivered events (what `ATTUNE_OUTBOX_MAX_BYTES` caps).
-    Journal,
-}
-
-impl Place {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Place::Memory => "memory",
-            Place::Disk => "disk",
-            Place::Journal => "journal",
-        }
-    }
-}
-
-impl EncodeLabelValue for Place {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        encoder.write_str(self.as_str())
+label_values! {
+    /// Where undelivered events are.
+    pub enum Place {
+        Memory => "memory",
+        /// Spilled: journaled on disk only, waiting for room in memory.
+        Disk => "disk",
+        /// The state store's journal of undelivered events (what `ATTUNE_OUTBOX_MAX_BYTES` caps).
+        Journal => "journal",
     }
 }
 
