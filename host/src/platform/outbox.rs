@@ -340,10 +340,7 @@ impl Shared {
                 self.spilled.fetch_sub(spilled as u64, Ordering::AcqRel);
                 if let Msg::Spill(events) = msg {
                     for e in events {
-                        self.refused.fetch_add(1, Ordering::Relaxed);
-                        self.api
-                            .metrics()
-                            .event_lost(LossReason::Refused, StatusClass::None);
+                        self.count_lost(LossReason::Refused, StatusClass::None);
                         log_lost(
                             e.rule_id,
                             &e.trigger_ref,
@@ -400,11 +397,19 @@ impl Shared {
         }
     }
 
+    /// Counts a lost event, in the outbox's stats and in the metrics, by why it was lost.
+    fn count_lost(&self, reason: LossReason, status_class: StatusClass) {
+        let stat = match reason {
+            LossReason::Refused => &self.refused,
+            LossReason::Abandoned => &self.abandoned,
+            LossReason::Rejected | LossReason::TooOld | LossReason::OverSize => &self.failed,
+        };
+        stat.fetch_add(1, Ordering::Relaxed);
+        self.api.metrics().event_lost(reason, status_class);
+    }
+
     fn refuse(&self, event: &Event, reason: &str) {
-        self.refused.fetch_add(1, Ordering::Relaxed);
-        self.api
-            .metrics()
-            .event_lost(LossReason::Refused, StatusClass::None);
+        self.count_lost(LossReason::Refused, StatusClass::None);
         log_lost(
             event.rule_id,
             &event.trigger_ref,
@@ -467,11 +472,12 @@ impl OutboxSink {
             let oldest = pending.values().map(|p| p.enqueued_at).min();
             (pending.len() as u64, bytes, oldest)
         };
+        // Unreadable only once the store is closed, at the very end of a shutdown.
         let (journal_bytes, oldest_on_disk) = match &s.store {
-            Some(store) => match store.journal_summary().await {
-                Ok(summary) => (summary.bytes, summary.oldest_enqueued_at),
-                Err(_) => (store.stats().journal_bytes, None),
-            },
+            Some(store) => store
+                .journal_summary()
+                .await
+                .map_or((0, None), |j| (j.bytes, j.oldest_enqueued_at)),
             None => (0, None),
         };
         let oldest = match (oldest_in_memory, oldest_on_disk) {
@@ -661,10 +667,7 @@ impl Outbox {
                         "abandoned at shutdown"
                     };
                     log_lost(p.rule_id, &p.trigger_ref, &p.scheduled_at, reason);
-                    shared
-                        .api
-                        .metrics()
-                        .event_lost(LossReason::Abandoned, StatusClass::None);
+                    shared.count_lost(LossReason::Abandoned, StatusClass::None);
                     AbandonedEvent {
                         rule_id: p.rule_id,
                         trigger_ref: p.trigger_ref.to_string(),
@@ -672,9 +675,6 @@ impl Outbox {
                     }
                 })
                 .collect();
-            shared
-                .abandoned
-                .fetch_add(report.abandoned.len() as u64, Ordering::Relaxed);
             // Spilled ones were journaled by earlier commits, or lost with them.
             report.kept = shared.spilled.load(Ordering::Acquire);
         }
@@ -879,11 +879,8 @@ impl Dispatcher {
                         &row.scheduled_at,
                         "unreadable in the state store",
                     );
-                    self.shared.failed.fetch_add(1, Ordering::Relaxed);
                     self.shared
-                        .api
-                        .metrics()
-                        .event_lost(LossReason::Rejected, StatusClass::None);
+                        .count_lost(LossReason::Rejected, StatusClass::None);
                     if let Some(store) = &self.shared.store {
                         store.delete_events(vec![row.id]);
                     }
@@ -960,7 +957,6 @@ impl Dispatcher {
                 // Its delivery ended (and logged how) while the trim ran.
                 continue;
             }
-            self.shared.failed.fetch_add(1, Ordering::Relaxed);
             let (reason, lost) = match reason {
                 DropReason::TooOld => (
                     "older than the outbox's maximum age (ATTUNE_OUTBOX_MAX_AGE)",
@@ -971,10 +967,7 @@ impl Dispatcher {
                     LossReason::OverSize,
                 ),
             };
-            self.shared
-                .api
-                .metrics()
-                .event_lost(lost, StatusClass::None);
+            self.shared.count_lost(lost, StatusClass::None);
             log_lost(rule_id, &trigger_ref, &scheduled_at, reason);
         }
     }
@@ -1033,8 +1026,7 @@ async fn deliver(shared: Arc<Shared>, job: Job) -> u64 {
                 )
             };
             log_failed(event, attempt, &error, reason);
-            shared.failed.fetch_add(1, Ordering::Relaxed);
-            shared.api.metrics().event_lost(lost, error.status_class());
+            shared.count_lost(lost, error.status_class());
             shared.finish(job.id);
             return job.id;
         }
