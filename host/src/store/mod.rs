@@ -164,8 +164,6 @@ pub struct StoreStats {
     pub write_errors: u64,
     /// Whether the last write committed.
     pub writable: bool,
-    /// Payload bytes in the outbox's journal, as last committed.
-    pub journal_bytes: u64,
 }
 
 /// How the store is opened. Defaults: see each field.
@@ -187,7 +185,6 @@ struct Shared {
     writable: AtomicBool,
     commits: AtomicU64,
     write_errors: AtomicU64,
-    journal_bytes: AtomicU64,
     metrics: Metrics,
     /// Held for the store's life: the directory's lock.
     _lock: File,
@@ -233,7 +230,6 @@ impl Store {
             writable: AtomicBool::new(true),
             commits: AtomicU64::new(0),
             write_errors: AtomicU64::new(0),
-            journal_bytes: AtomicU64::new(0),
             metrics: opts.metrics.clone(),
             _lock: lock,
         });
@@ -289,7 +285,6 @@ impl Store {
             commits: self.shared.commits.load(Ordering::Relaxed),
             write_errors: self.shared.write_errors.load(Ordering::Relaxed),
             writable: self.shared.writable.load(Ordering::Relaxed),
-            journal_bytes: self.shared.journal_bytes.load(Ordering::Relaxed),
         }
     }
 

@@ -89,9 +89,6 @@ pub(super) fn run(conn: Connection, rx: mpsc::Receiver<Op>, shared: Weak<Shared>
             |r| r.get::<_, i64>(0),
         )
         .unwrap_or(0) as u64;
-    if let Some(s) = shared.upgrade() {
-        s.journal_bytes.store(bytes, Ordering::Relaxed);
-    }
     let mut w = Writer {
         conn,
         shared,
@@ -123,10 +120,6 @@ pub(super) fn run(conn: Connection, rx: mpsc::Receiver<Op>, shared: Weak<Shared>
             w.answer(op, ok);
         }
         w.commit(std::mem::take(&mut writes));
-        // Trims change the size too: published once a group, for the metrics.
-        if let Some(s) = w.shared.upgrade() {
-            s.journal_bytes.store(w.bytes, Ordering::Relaxed);
-        }
     }
     let _ = w.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
 }
