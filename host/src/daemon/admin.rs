@@ -77,9 +77,8 @@ pub struct AdminState {
     token: Option<TokenHandle>,
     max_outbox_age: Duration,
     clock: OnceLock<Clock>,
+    /// Set once the first snapshot of rules is applied: the rules are loaded from then on.
     running: OnceLock<Running>,
-    /// Set once the first snapshot of rules is applied.
-    rules_loaded: AtomicBool,
     /// Set when shutdown begins: not ready from then on.
     stopping: AtomicBool,
 }
@@ -105,7 +104,6 @@ impl AdminState {
             max_outbox_age,
             clock: OnceLock::new(),
             running: OnceLock::new(),
-            rules_loaded: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
         })
     }
@@ -129,7 +127,6 @@ impl AdminState {
             feed,
             store,
         });
-        self.rules_loaded.store(true, Ordering::Release);
     }
 
     /// Shutdown has begun: `/readyz` says so from now on.
@@ -178,7 +175,6 @@ impl AdminState {
                 None,
             );
         };
-        let loaded = self.rules_loaded.load(Ordering::Acquire);
         let stopping = self.stopping.load(Ordering::Acquire);
         let connected = running.feed.as_ref().is_none_or(RuleFeed::is_connected) && !stopping;
         let backlog = match &running.outbox {
@@ -187,12 +183,12 @@ impl AdminState {
         };
         let oldest = backlog.map(|b| b.oldest_age).unwrap_or_default();
         let outbox_ok = oldest <= self.max_outbox_age;
-        let ready = loaded && connected && outbox_ok;
+        let ready = connected && outbox_ok;
         let body = json!({
             "ready": ready,
             "checks": {
                 "rules_loaded": {
-                    "ok": loaded,
+                    "ok": true,
                     "detail": format!(
                         "{} rules held, {} running",
                         running.table.counts().iter().map(|(_, n)| n).sum::<usize>(),
